@@ -1,0 +1,42 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers follow ../shared/DESIGN.md: a target imports only the ones below it.
+let package = Package(
+    name: "Graft",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "graft", targets: ["graft"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libuv1-dev, libhttp-parser-dev).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv",
+                       providers: [.apt(["libuv1-dev"])]),
+        // libhttp-parser-dev ships no pkg-config file: the module map links it by name.
+        .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
+
+        // Hot kernels in C with per-function target attributes, chosen at run time from CPUID.
+        .target(name: "CKernels",
+                cSettings: [.unsafeFlags(["-O3"])]),
+
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
+        .target(name: "SafeTensors", dependencies: ["TensorCore"]),
+        .target(name: "Tokenizers"),
+        .target(name: "LanguageModel", dependencies: ["TensorCore", "SafeTensors", "Tokenizers"]),
+        .executableTarget(name: "graft", dependencies: [
+            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CLibUV", "CHTTPParser"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
