@@ -26,7 +26,9 @@ let package = Package(
 
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
-        .target(name: "Tokenizers"),
+        // The Jinja subset that real chat templates use (no Swift Jinja package exists here).
+        .target(name: "Jinja"),
+        .target(name: "Tokenizers", dependencies: ["Jinja"]),
         .target(name: "LanguageModel", dependencies: ["TensorCore", "SafeTensors", "Tokenizers"]),
         .executableTarget(name: "graft", dependencies: [
             "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore",
@@ -35,6 +37,7 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CLibUV", "CHTTPParser"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
+        .testTarget(name: "JinjaTests", dependencies: ["Jinja", "Tokenizers"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],

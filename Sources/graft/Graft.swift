@@ -1,0 +1,23 @@
+import ArgumentParser
+import TensorCore
+
+@main
+struct Graft: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "graft",
+        abstract: "Serve Llama-family models and hot-inject knowledge transferred from larger ones.",
+        subcommands: [SysInfo.self]
+    )
+}
+
+struct SysInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sysinfo", abstract: "Print the kernels chosen for this CPU.")
+
+    func run() throws {
+        let f = SystemInfo.cpuFeatures
+        print("openblas core: \(SystemInfo.openBLASCoreName)")
+        print("graft kernels: \(SystemInfo.kernelName)")
+        print("cpu: avx2+fma=\(f.avx2_fma) avx512=\(f.avx512f) avx512bf16=\(f.avx512bf16) f16c=\(f.f16c)")
+    }
+}
