@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include <cpuid.h>
+#include <string.h>
 
 gk_cpu_features gk_detect_cpu(void) {
     gk_cpu_features f = {0, 0, 0, 0};
@@ -12,11 +13,4 @@ gk_cpu_features gk_detect_cpu(void) {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (f.avx512f && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = (a >> 5) & 1;
     return f;
-}
-
-const char *gk_kernel_name(void) {
-    gk_cpu_features f = gk_detect_cpu();
-    if (f.avx512f) return "avx512";
-    if (f.avx2_fma && f.f16c) return "avx2";
-    return "scalar";
 }

@@ -11,5 +11,34 @@ typedef struct {
 } gk_cpu_features;
 
 gk_cpu_features gk_detect_cpu(void);
-/// Name of the kernel family chosen for this CPU ("avx512bf16", "avx512", "avx2", "scalar").
+/// Name of the kernel family chosen for this CPU ("avx512", "avx2", "scalar").
 const char *gk_kernel_name(void);
+/// Force a kernel family ("avx512", "avx2", "scalar"; NULL = detect). Returns 0 when the CPU
+/// lacks it. For tests and benchmarks that compare paths.
+int gk_force_kernels(const char *name);
+
+/// Weight element types understood by the matmul kernels.
+typedef enum { GK_F32 = 0, GK_BF16 = 1, GK_F16 = 2 } gk_dtype;
+
+/// out[t*ldo + r] = Σ_k x[t*ldx + k] · W[r*cols + k]   for t < n, r0 ≤ r < r1.
+/// W (rows, cols) row-major in its stored dtype, widened to f32 in registers; x, out f32.
+/// Batch invariance: every output element is reduced in the same order whatever n, r0, r1
+/// (lane-wise FMA over k in fixed chunks, then one fixed horizontal sum), so a row of x gives
+/// bit-identical outputs alone or in any batch. W may be unaligned.
+void gk_matmul(gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ldx,
+               const void *w, size_t cols, size_t n, size_t r0, size_t r1);
+
+/// dst[i] = (float)src[i] for i < n (embedding rows, norms).
+void gk_widen(gk_dtype dtype, float *dst, const void *src, size_t n);
+
+/// out = x / sqrt(mean(x²) + eps) ⊙ weight   (Llama RMSNorm; weight in its stored dtype).
+void gk_rmsnorm(float *out, const float *x, const void *weight, gk_dtype wdtype, size_t n, float eps);
+
+/// Dot product of two f32 vectors, fixed reduction order.
+float gk_dot(const float *a, const float *b, size_t n);
+
+/// y += a · x
+void gk_axpy(float *y, float a, const float *x, size_t n);
+
+/// gate[i] = silu(gate[i]) · up[i]   (SwiGLU; in PyTorch: act_fn(gate_proj(x)) * up_proj(x)).
+void gk_swiglu(float *gate, const float *up, size_t n);

@@ -1,0 +1,52 @@
+import CKernels
+
+// Swift entry points to the C kernels. Output first; shapes in the comments.
+
+/// out[n, w.rows] (row stride ldo) = x[n, w.cols] (row stride ldx) · wᵀ, split over the pool by
+/// output rows. Each element's reduction order is independent of n and of the split.
+public func matmul(_ out: UnsafeMutablePointer<Float>, ldo: Int,
+                   _ x: UnsafePointer<Float>, ldx: Int, n: Int,
+                   _ w: WeightMatrix, pool: WorkerPool) {
+    guard n > 0 else { return }
+    // Chunks of whole 16-row blocks keep the tiles full; tiny matrices run on one thread.
+    let work = w.rows * w.cols * max(n, 1)
+    if work < 1 << 16 || pool.threads == 1 {
+        gk_matmul(w.kernelType, out, ldo, x, ldx, w.base, w.cols, n, 0, w.rows)
+        return
+    }
+    let t = w.kernelType
+    nonisolated(unsafe) let o = out
+    pool.parallelFor(w.rows, granularity: 16) { range in
+        gk_matmul(t, o, ldo, x, ldx, w.base, w.cols, n, range.lowerBound, range.upperBound)
+    }
+}
+
+/// out[n] = x[n] / sqrt(mean(x²) + eps) ⊙ weight
+public func rmsNorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                    weight: UnsafeRawPointer, dtype: DType, count: Int, eps: Float) {
+    gk_rmsnorm(out, x, weight, dtype.kernelType, count, eps)
+}
+
+/// Σ a[i]·b[i] in a fixed order.
+@inline(__always)
+public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    gk_dot(a, b, count)
+}
+
+/// y += a·x
+@inline(__always)
+public func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, count: Int) {
+    gk_axpy(y, a, x, count)
+}
+
+/// gate = silu(gate) ⊙ up
+public func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+    gk_swiglu(gate, up, count)
+}
+
+/// Forces a kernel family for tests/benchmarks ("avx512", "avx2", "scalar"; nil = detect).
+@discardableResult
+public func forceKernels(_ name: String?) -> Bool {
+    if let name { return name.withCString { gk_force_kernels($0) } != 0 }
+    return gk_force_kernels(nil) != 0
+}
