@@ -1,0 +1,239 @@
+import Foundation
+import SafeTensors
+import TensorCore
+
+/// Which positions of a forward input need logits.
+public enum LogitsRequest: Sendable, Equatable {
+    case none
+    case last
+    case all
+}
+
+/// One sequence's share of a forward step: new tokens appended to its KV cache. A prefill
+/// chunk and a decode token are the same thing with different lengths, so one step can mix
+/// prompts being read and sequences being decoded.
+public struct ForwardInput {
+    public let cache: KVCache
+    public let tokens: [Int]
+    public let logits: LogitsRequest
+
+    public init(cache: KVCache, tokens: [Int], logits: LogitsRequest = .last) {
+        self.cache = cache
+        self.tokens = tokens
+        self.logits = logits
+    }
+}
+
+/// A Llama/Qwen2 decoder over memory-mapped weights. Forward runs every new token of every
+/// sequence in the step through each weight matrix once (batched), and attention per sequence
+/// over its own cache. Logits of a token never depend on its companions in the step, on the
+/// step's size or on how its prompt was chunked: the matmul kernels reduce each element in a
+/// fixed order and attention is computed per token (DESIGN.md, batch invariance).
+public final class Model: @unchecked Sendable {
+    public let config: ModelConfig
+    public let weights: ModelWeights
+    public let pool: WorkerPool
+    /// cos/sin tables of RoPE, [position][headDim/2], computed up to the context length on demand.
+    private var ropeCos: [Float] = []
+    private var ropeSin: [Float] = []
+    private let inverseFrequencies: [Float]
+    private let ropeLock = NSLock()
+
+    public init(weights: ModelWeights, pool: WorkerPool) {
+        self.config = weights.config
+        self.weights = weights
+        self.pool = pool
+        self.inverseFrequencies = weights.config.rope.inverseFrequencies(headDim: weights.config.headDim).map { Float($0) }
+    }
+
+    /// Opens a Hugging Face model folder: config.json and model.safetensors (or shards).
+    public static func load(directory: String, pool: WorkerPool = WorkerPool()) throws -> Model {
+        let config = try ModelConfig.load(directory: directory)
+        let storage = try SafeTensorsModel(directory: directory)
+        return Model(weights: try ModelWeights(config: config, storage: storage), pool: pool)
+    }
+
+    /// A new empty cache for one sequence of at most `maxTokens` positions.
+    public func makeCache(maxTokens: Int? = nil) -> KVCache {
+        KVCache(layers: config.layers, kvDim: config.kvDim,
+                maxTokens: min(maxTokens ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings))
+    }
+
+    private func ensureRope(upTo positions: Int) {
+        ropeLock.lock()
+        defer { ropeLock.unlock() }
+        let half = config.headDim / 2
+        let have = ropeCos.count / max(half, 1)
+        guard positions > have else { return }
+        let target = max(positions, have * 2, 256)
+        ropeCos.reserveCapacity(target * half)
+        ropeSin.reserveCapacity(target * half)
+        for p in have..<target {
+            for i in 0..<half {
+                // In PyTorch: freqs = inv_freq.float() @ position_ids.float(); cos(), sin() in f32.
+                let angle = Double(inverseFrequencies[i] * Float(p))
+                ropeCos.append(Float(cos(angle)))
+                ropeSin.append(Float(sin(angle)))
+            }
+        }
+    }
+
+    /// Runs one step. Returns, per input, its logits rows: none, the last token's, or one per
+    /// new token, each `vocabSize` floats.
+    public func forward(_ inputs: [ForwardInput]) throws -> [[[Float]]] {
+        let c = config
+        let d = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, f = c.intermediateSize
+        let hd = c.headDim, half = hd / 2
+        let groups = c.heads / c.kvHeads
+
+        // Flatten the step into rows: row t belongs to sequence seq[t] at position pos[t].
+        var seqOf: [Int] = [], posOf: [Int] = []
+        for (s, input) in inputs.enumerated() {
+            let start = input.cache.count
+            try input.cache.reserve(start + input.tokens.count)
+            for (j, tok) in input.tokens.enumerated() {
+                guard tok >= 0 && tok < c.vocabSize else { throw ModelError.invalidToken(tok, vocabSize: c.vocabSize) }
+                seqOf.append(s)
+                posOf.append(start + j)
+            }
+        }
+        let rows = seqOf.count
+        guard rows > 0 else { return inputs.map { _ in [] } }
+        ensureRope(upTo: (posOf.max() ?? 0) + 1)
+        let caches = inputs.map(\.cache)
+
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // residual stream
+        let h = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // normed
+        let q = UnsafeMutablePointer<Float>.allocate(capacity: rows * qDim)
+        let k = UnsafeMutablePointer<Float>.allocate(capacity: rows * kvDim)
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: rows * kvDim)
+        let att = UnsafeMutablePointer<Float>.allocate(capacity: rows * qDim)
+        let gate = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
+        let up = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
+        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+        defer { for p in [x, h, q, k, v, att, gate, up, tmp] { p.deallocate() } }
+
+        var t = 0
+        for input in inputs {
+            for tok in input.tokens {
+                weights.embed.widenRow(tok, into: x + t * d)
+                t += 1
+            }
+        }
+
+        try ropeCos.withUnsafeBufferPointer { cosTable in
+            try ropeSin.withUnsafeBufferPointer { sinTable in
+                for (li, layer) in weights.layers.enumerated() {
+                    // a = x + o·Attn(q, k, v)(norm1(x))
+                    for r in 0..<rows {
+                        rmsNorm(h + r * d, x + r * d, weight: layer.attnNorm.base, dtype: layer.attnNorm.dtype, count: d, eps: c.rmsNormEps)
+                    }
+                    matmul(q, ldo: qDim, h, ldx: d, n: rows, layer.q, pool: pool)
+                    matmul(k, ldo: kvDim, h, ldx: d, n: rows, layer.k, pool: pool)
+                    matmul(v, ldo: kvDim, h, ldx: d, n: rows, layer.v, pool: pool)
+                    if let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias {
+                        for r in 0..<rows {
+                            for i in 0..<qDim { q[r * qDim + i] += qb[i] }
+                            for i in 0..<kvDim { k[r * kvDim + i] += kb[i]; v[r * kvDim + i] += vb[i] }
+                        }
+                    }
+                    // RoPE, rotate_half convention: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin).
+                    for r in 0..<rows {
+                        let cs = cosTable.baseAddress! + posOf[r] * half
+                        let sn = sinTable.baseAddress! + posOf[r] * half
+                        func rotate(_ base: UnsafeMutablePointer<Float>, _ nHeads: Int) {
+                            for hh in 0..<nHeads {
+                                let p = base + hh * hd
+                                for i in 0..<half {
+                                    let a = p[i], b = p[i + half]
+                                    p[i] = a * cs[i] - b * sn[i]
+                                    p[i + half] = b * cs[i] + a * sn[i]
+                                }
+                            }
+                        }
+                        rotate(q + r * qDim, c.heads)
+                        rotate(k + r * kvDim, c.kvHeads)
+                        let cache = caches[seqOf[r]]
+                        cache.key(layer: li, position: posOf[r]).update(from: k + r * kvDim, count: kvDim)
+                        cache.value(layer: li, position: posOf[r]).update(from: v + r * kvDim, count: kvDim)
+                    }
+                    // Causal attention of each new token over its own sequence's cache.
+                    let scale = 1 / Float(hd).squareRoot()
+                    let posCopy = posOf, seqCopy = seqOf
+                    nonisolated(unsafe) let (qp, ap) = (q, att)
+                    pool.parallelFor(rows * c.heads) { range in
+                        var scores = [Float](repeating: 0, count: (posCopy.max() ?? 0) + 1)
+                        scores.withUnsafeMutableBufferPointer { sc in
+                            for job in range {
+                                let r = job / c.heads, head = job % c.heads, g = head / groups
+                                let cache = caches[seqCopy[r]]
+                                let n = posCopy[r] + 1
+                                let qv = qp + r * qDim + head * hd
+                                var maxScore = -Float.infinity
+                                for j in 0..<n {
+                                    let s = dot(qv, cache.key(layer: li, position: j) + g * hd, count: hd) * scale
+                                    sc[j] = s
+                                    maxScore = max(maxScore, s)
+                                }
+                                var sum: Float = 0
+                                for j in 0..<n {
+                                    let e = expf(sc[j] - maxScore)
+                                    sc[j] = e
+                                    sum += e
+                                }
+                                let out = ap + r * qDim + head * hd
+                                out.update(repeating: 0, count: hd)
+                                for j in 0..<n {
+                                    axpy(out, sc[j] / sum, cache.value(layer: li, position: j) + g * hd, count: hd)
+                                }
+                            }
+                        }
+                    }
+                    matmul(tmp, ldo: d, att, ldx: qDim, n: rows, layer.o, pool: pool)
+                    for i in 0..<(rows * d) { x[i] += tmp[i] }
+
+                    // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
+                    for r in 0..<rows {
+                        rmsNorm(h + r * d, x + r * d, weight: layer.mlpNorm.base, dtype: layer.mlpNorm.dtype, count: d, eps: c.rmsNormEps)
+                    }
+                    matmul(gate, ldo: f, h, ldx: d, n: rows, layer.gate, pool: pool)
+                    matmul(up, ldo: f, h, ldx: d, n: rows, layer.up, pool: pool)
+                    for r in 0..<rows { swiGLU(gate + r * f, up + r * f, count: f) }
+                    matmul(tmp, ldo: d, gate, ldx: f, n: rows, layer.down, pool: pool)
+                    for i in 0..<(rows * d) { x[i] += tmp[i] }
+                }
+            }
+        }
+        for input in inputs { input.cache.count += input.tokens.count }
+
+        // Logits = W_U · normF(z) for the rows asked for.
+        var wanted: [Int] = []
+        var start = 0
+        for input in inputs {
+            switch input.logits {
+            case .none: break
+            case .last: wanted.append(start + input.tokens.count - 1)
+            case .all: wanted.append(contentsOf: start..<(start + input.tokens.count))
+            }
+            start += input.tokens.count
+        }
+        let vocab = c.vocabSize
+        var logits = [Float](repeating: 0, count: wanted.count * vocab)
+        if !wanted.isEmpty {
+            for (i, r) in wanted.enumerated() {
+                rmsNorm(h + i * d, x + r * d, weight: weights.finalNorm.base, dtype: weights.finalNorm.dtype, count: d, eps: c.rmsNormEps)
+            }
+            logits.withUnsafeMutableBufferPointer { out in
+                matmul(out.baseAddress!, ldo: vocab, h, ldx: d, n: wanted.count, weights.lmHead, pool: pool)
+            }
+        }
+        var result: [[[Float]]] = []
+        var cursor = 0
+        for input in inputs {
+            let n = input.logits == .none ? 0 : input.logits == .last ? 1 : input.tokens.count
+            result.append((0..<n).map { i in Array(logits[((cursor + i) * vocab)..<((cursor + i + 1) * vocab)]) })
+            cursor += n
+        }
+        return result
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import LanguageModel
+import TensorCore
+import Testing
+
+/// Logits against transformers (tools/gen_model_fixtures.py): f32 compute on the stored weights
+/// in both, so only summation order differs.
+let referenceModels = ["llama-tiny-f32", "llama-tiny-bf16", "llama3-tiny-f16", "qwen2-tiny-f32", "qwen2-tiny-bf16"]
+let tolerance: Float = 1e-4
+
+@Suite(.serialized) struct ForwardTests {
+    @Test(arguments: referenceModels)
+    func prefillMatchesTransformers(name: String) throws {
+        let (model, refs) = try loadReference(model: name)
+        for ref in refs {
+            let cache = model.makeCache()
+            let out = try model.forward([ForwardInput(cache: cache, tokens: ref.tokens, logits: .all)])[0]
+            #expect(out.count == ref.tokens.count)
+            for (row, expected) in zip(out, ref.logits) {
+                let diff = maxAbsDiff(row, expected)
+                #expect(diff <= tolerance, "\(name): prefill max |Δlogit| \(diff)")
+            }
+        }
+    }
+
+    /// Prompts of different lengths prefilled together, then decoded one token per step in one
+    /// batch; every step's logits match transformers and greedy picks its continuation.
+    @Test(arguments: referenceModels)
+    func batchedDecodeMatchesTransformers(name: String) throws {
+        let (model, refs) = try loadReference(model: name)
+        let caches = refs.map { _ in model.makeCache() }
+        let prompts = zip(caches, refs).map { ForwardInput(cache: $0, tokens: Array($1.tokens[..<$1.promptLength])) }
+        var last = try model.forward(prompts).map { $0[0] }   // logits after each sequence's newest token
+        var position = refs.map(\.promptLength)
+        var steps = 0
+        while true {
+            let active = refs.indices.filter { position[$0] < refs[$0].tokens.count }
+            if active.isEmpty { break }
+            for i in active {
+                let diff = maxAbsDiff(last[i], refs[i].logits[position[i] - 1])
+                #expect(diff <= tolerance, "\(name) seq \(i) pos \(position[i]): max |Δlogit| \(diff)")
+                #expect(Sampler.argmax(last[i]) == refs[i].tokens[position[i]], "\(name) seq \(i): greedy token differs at \(position[i])")
+            }
+            let out = try model.forward(active.map { ForwardInput(cache: caches[$0], tokens: [refs[$0].tokens[position[$0]]]) })
+            for (j, i) in active.enumerated() {
+                last[i] = out[j][0]
+                position[i] += 1
+            }
+            steps += 1
+        }
+        for i in refs.indices {
+            #expect(maxAbsDiff(last[i], refs[i].logits[refs[i].tokens.count - 1]) <= tolerance)
+            #expect(caches[i].count == refs[i].tokens.count)
+        }
+        #expect(steps == 8)
+    }
+
+    /// A sequence's logits are bit-identical alone, in a batch with others, and with its
+    /// prompt read in chunks (DESIGN.md, batch invariance).
+    @Test(arguments: ["llama-tiny-bf16", "qwen2-tiny-f32"])
+    func batchInvariance(name: String) throws {
+        let (model, refs) = try loadReference(model: name)
+        let target = refs[1].tokens
+        // Alone, whole prompt.
+        let alone = try model.forward([ForwardInput(cache: model.makeCache(), tokens: target, logits: .all)])[0]
+        // Chunked 3 + 4 + rest.
+        let chunkCache = model.makeCache()
+        var chunked: [[Float]] = []
+        for range in [0..<3, 3..<7, 7..<target.count] {
+            chunked += try model.forward([ForwardInput(cache: chunkCache, tokens: Array(target[range]), logits: .all)])[0]
+        }
+        #expect(chunked == alone, "chunked prefill changed logits")
+        // One token at a time, in a batch with two other sequences of other lengths.
+        let mine = model.makeCache()
+        let others = [model.makeCache(), model.makeCache()]
+        var batched: [[Float]] = []
+        for (t, tok) in target.enumerated() {
+            var inputs = [ForwardInput(cache: others[0], tokens: [refs[0].tokens[t % refs[0].tokens.count]]),
+                          ForwardInput(cache: mine, tokens: [tok])]
+            if t % 2 == 0 { inputs.append(ForwardInput(cache: others[1], tokens: Array(refs[2].tokens.prefix(1 + t % 3)))) }
+            batched.append(try model.forward(inputs)[1][0])
+        }
+        #expect(batched == alone, "decoding in a batch changed logits")
+    }
+
+    @Test func kernelsAgreeAcrossISAs() throws {
+        // Every kernel family this CPU has gives the same logits to tolerance (they differ in
+        // summation order only).
+        let (model, refs) = try loadReference(model: "llama-tiny-bf16")
+        defer { forceKernels(nil) }
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+            let out = try model.forward([ForwardInput(cache: model.makeCache(), tokens: refs[0].tokens, logits: .all)])[0]
+            for (row, expected) in zip(out, refs[0].logits) {
+                #expect(maxAbsDiff(row, expected) <= tolerance, "\(isa)")
+            }
+        }
+    }
+}
