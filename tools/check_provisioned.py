@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Check a provisioned Hugging Face folder against transformers' own GGUF loader.
+
+  python3 tools/check_provisioned.py models/smollm2-135m-instruct [--gguf PATH] [--tokens 20]
+
+Loads MODEL_DIR with transformers (float32) and the GGUF it came from (path from
+models/manifest.json, in the provisioning cache), runs a few prompts whose token ids come from
+MODEL_DIR/tokenizer.json, and compares the logits: max abs difference and top-1 agreement per
+prompt. Then greedy-generates --tokens tokens from a chat-formatted prompt with the folder and
+prints the text. Exits 1 when top-1 agreement falls below --min-top1 (default 0.97).
+
+Needs torch (CPU build: pip install torch==2.13.0+cpu), transformers and accelerate (which
+transformers requires to load a GGUF); the pinned versions below are installed quietly if missing.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+# Pinned versions this check was run with; installed only when the module is missing.
+DEPS = {"torch": "2.13.0+cpu", "transformers": "5.23.0", "tokenizers": "0.23.3", "accelerate": "1.15.0",
+        "gguf": "0.19.0"}
+
+
+def ensure_deps():
+    import importlib.util
+    import subprocess
+    missing = [f"{m}=={v}" for m, v in DEPS.items() if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"installing {' '.join(missing)}", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+    "Water boils at 100 degrees Celsius, and 2 + 2 = 4. The chemical formula of water is",
+]
+CHAT = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model_dir", type=Path)
+    ap.add_argument("--gguf", type=Path, help="the GGUF file (default: from models/manifest.json)")
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path(os.environ.get("GRAFT_CACHE", Path.home() / ".cache" / "graft")))
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--min-top1", type=float, default=0.97)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    ensure_deps()
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as tf_logging
+    tf_logging.disable_progress_bar()
+
+    torch.set_num_threads(args.threads)
+    model_dir = args.model_dir.resolve()
+    name = model_dir.name
+    gguf = args.gguf
+    if gguf is None:
+        manifest = json.loads((model_dir.parent / "manifest.json").read_text())
+        entry = manifest["models"][name]
+        gguf = args.cache_dir / "gguf" / entry["gguf"]["file"]
+        quant = entry["gguf"]["quantization"]
+    else:
+        quant = "?"
+    if not gguf.exists():
+        sys.exit(f"error: {gguf} not found; run tools/provision {name} first")
+    print(f"model: {name}\nfolder: {model_dir}\ngguf: {gguf} (source quantization {quant})")
+
+    t0 = time.time()
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    t1 = time.time()
+    ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                               torch_dtype=torch.float32).eval()
+    t2 = time.time()
+    print(f"loaded folder in {t1 - t0:.1f}s, GGUF (transformers dequantizes) in {t2 - t1:.1f}s")
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    worst, agree, total = 0.0, 0, 0
+    with torch.no_grad():
+        for p in PROMPTS:
+            ids = tok.encode(p, add_special_tokens=False).ids
+            x = torch.tensor([ids])
+            a = hf(x).logits[0]
+            b = ref(x).logits[0]
+            d = (a - b).abs().max().item()
+            scale = b.abs().max().item()
+            top = (a.argmax(-1) == b.argmax(-1))
+            worst = max(worst, d)
+            agree += int(top.sum())
+            total += top.numel()
+            print(f"  {len(ids):3d} tokens  max|Δlogit| {d:.4f} (max|logit| {scale:.1f})  "
+                  f"top-1 agree {int(top.sum())}/{top.numel()}  {p[:40]!r}")
+    print(f"logits: max abs diff {worst:.4f}; top-1 agreement {agree}/{total} = {agree / total:.3f}")
+
+    chat_tok = AutoTokenizer.from_pretrained(model_dir)
+    text = chat_tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    ids = tok.encode(text, add_special_tokens=False).ids
+    assert ids == chat_tok(text, add_special_tokens=False)["input_ids"], "tokenizer.json vs AutoTokenizer"
+    with torch.no_grad():
+        t3 = time.time()
+        out = hf.generate(torch.tensor([ids]), max_new_tokens=args.tokens, do_sample=False,
+                          pad_token_id=chat_tok.pad_token_id)
+        t4 = time.time()
+    new = out[0, len(ids):].tolist()
+    print(f"greedy {len(new)} tokens in {t4 - t3:.1f}s from the chat prompt {CHAT[0]['content']!r}:")
+    print("  " + repr(tok.decode(new, skip_special_tokens=False)))
+    if agree / total < args.min_top1:
+        print(f"FAIL: top-1 agreement below {args.min_top1}")
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
