@@ -44,6 +44,11 @@ def values(tensor):
     return out
 
 
+def exact(tensor):
+    """Elements as exact text: C99 hex floats (float.hex) for floats, decimal for integers."""
+    return [v.hex() if isinstance(v, float) else str(v) for v in tensor.reshape(-1).tolist()]
+
+
 def header_of(path):
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
@@ -58,7 +63,7 @@ def describe(path, tensors, metadata):
         entries[name] = {
             "dtype": h["dtype"], "shape": h["shape"], "data_offsets": h["data_offsets"],
             "byte_offset": 8 + n + h["data_offsets"][0],
-            "bits": bits(t), "values": values(t),
+            "bits": bits(t), "values": values(t), "exact": exact(t),
         }
     return {
         "made_by": {"safetensors": safetensors.__version__, "torch": torch.__version__,

@@ -90,6 +90,12 @@ public final class SafeTensorsFile: SafeTensorsSource, @unchecked Sendable {
         data(for: try info(name))
     }
 
+    /// Calls `body` with the tensor's bytes, keeping this file mapped until it returns: use it
+    /// when the file object is a temporary (`try SafeTensorsFile(path: p).data(n)` would dangle).
+    public func withData<Result>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> Result) throws -> Result {
+        try withExtendedLifetime(self) { try body(try data(name)) }
+    }
+
     /// The bytes of a tensor of this file (an `info` from this file's `tensors`).
     public func data(for info: TensorInfo) -> UnsafeRawBufferPointer {
         precondition(info.byteOffset >= dataOffset && info.byteOffset + info.byteCount <= fileSize,
