@@ -14,6 +14,7 @@ transformers requires to load a GGUF); the pinned versions below are installed q
 """
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ PROMPTS = [
     "Once upon a time, in a small village by the sea, there lived an old fisherman who",
     "Water boils at 100 degrees Celsius, and 2 + 2 = 4. The chemical formula of water is",
 ]
-CHAT = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+CHAT = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]
 
 
 def main():
@@ -83,31 +84,34 @@ def main():
         sys.exit(f"error: {gguf} not found; run tools/provision {name} first")
     print(f"model: {name}\nfolder: {model_dir}\ngguf: {gguf} (source quantization {quant})")
 
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    inputs = [tok.encode(p, add_special_tokens=False).ids for p in PROMPTS]
+    # One model in memory at a time: the GGUF reference first, its logits kept, then the folder.
     t0 = time.time()
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-    t1 = time.time()
     ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        ref_logits = [ref(torch.tensor([ids])).logits[0] for ids in inputs]
+    del ref
+    gc.collect()
+    t1 = time.time()
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     t2 = time.time()
-    print(f"loaded folder in {t1 - t0:.1f}s, GGUF (transformers dequantizes) in {t2 - t1:.1f}s")
+    print(f"GGUF via transformers (dequantize + prompts) {t1 - t0:.1f}s, folder loaded in {t2 - t1:.1f}s")
 
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     worst, agree, total = 0.0, 0, 0
     with torch.no_grad():
-        for p in PROMPTS:
-            ids = tok.encode(p, add_special_tokens=False).ids
-            x = torch.tensor([ids])
-            a = hf(x).logits[0]
-            b = ref(x).logits[0]
+        for p, ids, b in zip(PROMPTS, inputs, ref_logits):
+            a = hf(torch.tensor([ids])).logits[0]
             d = (a - b).abs().max().item()
             scale = b.abs().max().item()
             top = (a.argmax(-1) == b.argmax(-1))
             worst = max(worst, d)
             agree += int(top.sum())
             total += top.numel()
-            print(f"  {len(ids):3d} tokens  max|Δlogit| {d:.4f} (max|logit| {scale:.1f})  "
+            print(f"  {len(ids):3d} tokens  max|Δlogit| {d:.3g} (max|logit| {scale:.1f})  "
                   f"top-1 agree {int(top.sum())}/{top.numel()}  {p[:40]!r}")
-    print(f"logits: max abs diff {worst:.4f}; top-1 agreement {agree}/{total} = {agree / total:.3f}")
+    print(f"logits: max abs diff {worst:.3g}; top-1 agreement {agree}/{total} = {agree / total:.3f}")
 
     chat_tok = AutoTokenizer.from_pretrained(model_dir)
     text = chat_tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
