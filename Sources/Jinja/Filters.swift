@@ -58,7 +58,23 @@ extension Interpreter {
     }
 
     func callFilter(_ name: String, _ value: Value, _ args: CallArguments) throws -> Value {
-        // Filters that accept Undefined without raising.
+        var value = value
+        if case .undefined(let hint) = value {
+            // As jinja2 behaves: string filters see str(Undefined) == "", iterating filters see an
+            // empty sequence, and filters that need a number or a mapping raise.
+            switch name {
+            case "default", "d", "length", "count", "string", "safe", "items", "list", "join", "sort", "reverse",
+                 "map", "select", "reject", "selectattr", "rejectattr", "unique", "sum", "batch":
+                break
+            case "first", "last", "min", "max":
+                return .undefined(hint: "No \(name == "last" ? "last" : "first") item, sequence was empty.")
+            case "abs": throw TemplateError(.type, "bad operand type for abs(): 'Undefined'")
+            case "round": throw TemplateError(.type, "type Undefined doesn't define __round__ method")
+            case "tojson": throw TemplateError(.type, "Object of type Undefined is not JSON serializable")
+            case "indent", "int", "float", "dictsort", "attr": throw TemplateError(.undefined, hint)
+            default: value = .string("")
+            }
+        }
         switch name {
         case "default", "d":
             let fallback = args.value(0, "default_value") ?? .string("")
@@ -97,21 +113,11 @@ extension Interpreter {
         case "tojson":
             return .string(try toJSON(value, args))
         case "first":
-            if case .undefined(let hint) = value { throw TemplateError(.undefined, hint) }
             return try iterate(value).first ?? .undefined(hint: "No first item, sequence was empty.")
         case "last":
-            if case .undefined(let hint) = value { throw TemplateError(.undefined, hint) }
             return try iterate(value).last ?? .undefined(hint: "No last item, sequence was empty.")
         default:
             break
-        }
-        if case .undefined(let hint) = value, !["map", "select", "reject", "selectattr", "rejectattr", "unique", "sort", "reverse", "dictsort", "sum", "min", "max", "batch"].contains(name) {
-            // Other filters work on the value's str(), which is "" for Undefined, or raise.
-            switch name {
-            case "replace", "indent", "center", "format": return try callFilter(name, .string(""), args)
-            case "int", "float": return try callFilter(name, .string(""), args)
-            default: throw TemplateError(.undefined, hint)
-            }
         }
         switch name {
         case "abs":
@@ -123,6 +129,10 @@ extension Interpreter {
             }
         case "attr":
             guard case .string(let n)? = args.value(0, "name") else { throw TemplateError(.type, "attr() needs a name") }
+            // Python getattr only: dict keys are not attributes here.
+            if case .object = value, !Methods.has(n, on: value) {
+                return .undefined(hint: "'dict object' has no attribute '\(n)'")
+            }
             return try attribute(n, of: value)
         case "int":
             let fallback = args.value(0, "default") ?? .int(0)
@@ -147,6 +157,7 @@ extension Interpreter {
         case "round":
             let precision = args.value(0, "precision")?.integer ?? 0
             let method = args.value(1, "method")?.pythonString ?? "common"
+            if let i = value.integer, case .int = value, method == "common" { return .int(i) }
             guard let d = value.numeric else { throw TemplateError(.type, "type \(value.typeName) doesn't define __round__ method") }
             let scale = pow(10.0, Double(precision))
             switch method {
@@ -246,7 +257,7 @@ extension Interpreter {
             guard case .string(let filterName)? = args.positional.first else {
                 throw TemplateError(.type, "map requires a filter argument")
             }
-            guard Filters.names.contains(filterName) else { throw TemplateError(.syntax, "No filter named '\(filterName)'.") }
+            guard Filters.names.contains(filterName) else { throw TemplateError(.type, "No filter named '\(filterName)' found.") }
             let rest = CallArguments(positional: Array(args.positional.dropFirst()), keyword: args.keyword)
             return .array(try items.map { try callFilter(filterName, $0, rest) })
         case "select", "reject", "selectattr", "rejectattr":
@@ -261,7 +272,7 @@ extension Interpreter {
             var testName: String?
             if !positional.isEmpty {
                 guard case .string(let t) = positional.removeFirst() else { throw TemplateError(.type, "test name must be a string") }
-                guard Tests.names.contains(t) else { throw TemplateError(.syntax, "No test named '\(t)'.") }
+                guard Tests.names.contains(t) else { throw TemplateError(.type, "No test named '\(t)' found.") }
                 testName = t
             }
             let testArgs = CallArguments(positional: positional, keyword: args.keyword)
@@ -271,7 +282,7 @@ extension Interpreter {
                 return passed == keep
             })
         default:
-            throw TemplateError(.syntax, "No filter named '\(name)'.")
+            throw TemplateError(.type, "No filter named '\(name)' found.")
         }
     }
 

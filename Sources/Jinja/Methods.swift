@@ -222,8 +222,7 @@ func pySplitString(_ s: String, _ sep: String?, maxsplit: Int, fromRight: Bool) 
         while i < scalars.count, isPythonWhitespace(scalars[i]) { i += 1 }
         guard i < scalars.count else { break }
         if maxsplit >= 0 && parts.count == maxsplit {
-            var rest = Array(scalars[i...])
-            while let l = rest.last, isPythonWhitespace(l) { rest.removeLast() }
+            let rest = Array(scalars[i...])
             parts.append(scalarString(fromRight ? rest.reversed() : rest))
             break
         }

@@ -78,7 +78,7 @@ extension Interpreter {
             guard case .string(let n) = value else { return false }
             return Tests.names.contains(n)
         default:
-            throw TemplateError(.syntax, "No test named '\(name)'.")
+            throw TemplateError(.type, "No test named '\(name)' found.")
         }
     }
 }
