@@ -45,23 +45,23 @@ public func generate(model: Model, prompt: [Int], parameters: SamplingParameters
     }
     result.prefillSeconds = Date().timeIntervalSince(t0)
     let t1 = Date()
-    defer { result.decodeSeconds = Date().timeIntervalSince(t1) }
     var history = prompt
+    result.finishReason = .length
     while result.tokens.count < parameters.maxTokens {
         let token = sampler.sample(logits, history: history)
         if stops.contains(token) {
             result.finishReason = .stop
-            return result
+            break
         }
         result.tokens.append(token)
         history.append(token)
         if !onToken(token) {
             result.finishReason = .stop
-            return result
+            break
         }
         if result.tokens.count >= parameters.maxTokens || cache.count >= limit { break }
         logits = try model.forward([ForwardInput(cache: cache, tokens: [token])])[0][0]
     }
-    result.finishReason = .length
+    result.decodeSeconds = Date().timeIntervalSince(t1)
     return result
 }

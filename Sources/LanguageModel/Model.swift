@@ -121,8 +121,8 @@ public final class Model: @unchecked Sendable {
             }
         }
 
-        try ropeCos.withUnsafeBufferPointer { cosTable in
-            try ropeSin.withUnsafeBufferPointer { sinTable in
+        ropeCos.withUnsafeBufferPointer { cosTable in
+            ropeSin.withUnsafeBufferPointer { sinTable in
                 for (li, layer) in weights.layers.enumerated() {
                     // a = x + o·Attn(q, k, v)(norm1(x))
                     for r in 0..<rows {
