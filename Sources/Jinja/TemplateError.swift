@@ -14,6 +14,8 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
         case security
         /// Valid Jinja outside the subset this interpreter implements (`include`, `extends`...).
         case unsupported
+        /// There is no template to render (a tokenizer without `chat_template`).
+        case missingTemplate
     }
 
     public var kind: Kind

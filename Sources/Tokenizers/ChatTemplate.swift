@@ -60,6 +60,42 @@ public struct ChatTemplate: Sendable {
     }
 }
 
+extension Tokenizer {
+    /// The special-token variables transformers passes to templates (its `special_tokens_map`:
+    /// bos, eos, unk and pad tokens that are set).
+    public var chatTemplateSpecialTokens: [String: String] {
+        var tokens: [String: String] = [:]
+        tokens["bos_token"] = bosToken
+        tokens["eos_token"] = eosToken
+        tokens["unk_token"] = unkToken
+        tokens["pad_token"] = padToken
+        return tokens
+    }
+
+    /// Compiles this tokenizer's chat template. Compile once and keep it: rendering is cheap,
+    /// parsing is not free.
+    public func makeChatTemplate() throws -> ChatTemplate {
+        guard let chatTemplate else {
+            throw TemplateError(.missingTemplate,
+                "this tokenizer has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja)")
+        }
+        return try ChatTemplate(source: chatTemplate, specialTokens: chatTemplateSpecialTokens)
+    }
+
+    /// `apply_chat_template(messages, add_generation_prompt=..., tokenize=False)`.
+    public func applyChatTemplate(messages: [ChatMessage], addGenerationPrompt: Bool = true, tools: [Value]? = nil,
+                                  extra: [String: Value] = [:]) throws -> String {
+        try makeChatTemplate().render(messages: messages, addGenerationPrompt: addGenerationPrompt, tools: tools, extra: extra)
+    }
+
+    /// The same for messages given as objects (tool calls, tool results, content parts).
+    public func applyChatTemplate(conversation: [Value], addGenerationPrompt: Bool = true, tools: [Value]? = nil,
+                                  extra: [String: Value] = [:]) throws -> String {
+        try makeChatTemplate().render(conversation: conversation, addGenerationPrompt: addGenerationPrompt,
+                                      tools: tools, extra: extra)
+    }
+}
+
 extension Value {
     fileprivate var isNoneValue: Bool {
         if case .none = self { return true }

@@ -68,3 +68,32 @@ struct ChatCase: Sendable, CustomTestStringConvertible {
         #expect(text == "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     }
 }
+
+/// The same fixtures through `Tokenizer.applyChatTemplate`, with the special tokens the
+/// Tokenizers target reads from tokenizer_config.json.
+@Suite struct TokenizerChatTemplateTests {
+    static let tokenizerDirectory = Fixtures.directory.deletingLastPathComponent().appendingPathComponent("tokenizers")
+
+    @Test(arguments: ["smollm2", "qwen2.5"])
+    func tokenizerRendersLikeTransformers(_ name: String) throws {
+        let tokenizer = try Tokenizer(directory: Self.tokenizerDirectory.appendingPathComponent(name).path)
+        let template = try tokenizer.makeChatTemplate()
+        let cases = try ChatCase.all().filter { $0.file == name }
+        #expect(cases.count == 40)
+        #expect(template.source == cases.first?.template)
+        #expect(tokenizer.chatTemplateSpecialTokens == cases.first?.specialTokens)
+        for c in cases {
+            check(c.expectation) {
+                try tokenizer.applyChatTemplate(conversation: c.messages, addGenerationPrompt: c.addGenerationPrompt, tools: c.tools)
+            }
+        }
+        _ = template
+    }
+
+    @Test func tokenizerWithoutTemplateThrows() throws {
+        let tokenizer = try Tokenizer(directory: Self.tokenizerDirectory.appendingPathComponent("llama2-sp").path)
+        guard tokenizer.chatTemplate == nil else { return }
+        let error = #expect(throws: TemplateError.self) { try tokenizer.applyChatTemplate(messages: []) }
+        #expect(error?.kind == .missingTemplate)
+    }
+}
