@@ -51,6 +51,83 @@ PROMPTS = [
 CHAT = [{"role": "user", "content": "Explain in two sentences why the sky is blue."}]
 
 
+def tokenizer_corpus():
+    """A few hundred strings: edge cases, multilingual text, code lines, random word soup."""
+    import glob
+    import random
+    import transformers
+    rnd = random.Random(0)
+    corpus = [
+        "Hello, world!", "Hello world! 123", "The year 2024 had 366 days.", "3.14159 and 1,000,000",
+        "x=12345678901234567890", "I'm here, you're there, they'll come, we've seen, she'd go, it's fine",
+        "DON'T SHOUT, I'LL LISTEN", "  multiple   spaces", "\n\n\nnewlines\r\n\r\nwindows", "\ttabs\tand  spaces \t",
+        "trailing space ", " leading", "", " ", "\n", "Café déjà vu.", "Cafe\u0301 de\u0301ja\u0300 vu (decomposed)",
+        "\ufb01 ligature and \uff21 fullwidth", "naïve résumé coöperate", "日本語のテキストです。", "中文文本，包含标点。",
+        "한국어 텍스트", "Русский текст, ёжик.", "العربية نص", "emoji 😀🎉👍🏽 and 🇫🇷",
+        "def f(x):\n    return x**2  # square\n", "for (int i = 0; i < n; ++i) { sum += a[i]; }",
+        "if __name__ == \"__main__\":\n\tmain()", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        "<|endoftext|>text<|endoftext|>", "a<|im_end|>b", "<tool_call>\n{\"name\": \"f\"}\n</tool_call>",
+        "<|fim_prefix|>def<|fim_suffix|>\n<|fim_middle|>", "<repo_name>x<file_sep>y",
+        "$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$", "https://example.com/path?q=1&r=2#frag", "user@example.org",
+        "C:\\Users\\name\\file.txt", "!!!???...,,,;;;", "----====____", "\u00a0non-breaking\u00a0space",
+        "zero\u200bwidth", "\x00\x01control\x7f", "½ ¼ ² ³ Ⅻ ⑤ ٣",
+    ]
+    root = Path(transformers.__file__).parent
+    lines = []
+    for f in sorted(glob.glob(str(root / "models/*/modeling_*.py")))[:40]:
+        lines += [l for l in Path(f).read_text(encoding="utf-8").split("\n") if l.strip()]
+    rnd.shuffle(lines)
+    corpus += lines[:200]
+    corpus += ["\n".join(lines[i:i + 8]) for i in range(300, 380, 8)]
+    words = ("the quick brown fox jumps over lazy dog 42 007 3.5 café Straße naïve 東京 😀 ' 's 're \n \t"
+             "   , . ! ?").split(" ")
+    for _ in range(100):
+        corpus.append("".join(rnd.choice(words) + rnd.choice(["", " ", "  ", "\n", "'s", "'ll "])
+                              for _ in range(rnd.randint(1, 12))))
+    return corpus
+
+
+def compare_tokenizers(model_dir, gguf):
+    """tokenizer.json against transformers' own tokenizer conversion of the GGUF, as is and with
+    the pieces of the original pipeline that conversion leaves out (SmolLM2: the Digits
+    pre-tokenizer; Qwen2: the NFC normalizer) put back."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from transformers import AutoTokenizer
+    ours = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    pre = json.loads((model_dir / "tokenizer.json").read_text())["pre_tokenizer"]
+    ref = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    corpus = tokenizer_corpus()
+
+    def count(ref_tok):
+        same, bad_rt, first = 0, 0, []
+        for s in corpus:
+            a = ours.encode(s, add_special_tokens=False).ids
+            b = ref_tok(s, add_special_tokens=False)["input_ids"]
+            same += a == b
+            bad_rt += ours.decode(a, skip_special_tokens=False) != s
+            if a != b and len(first) < 3:
+                first.append(s[:40])
+        return same, bad_rt, first
+
+    same, bad_rt, first = count(ref)
+    print(f"tokenizer: {same}/{len(corpus)} strings encode identically to transformers' GGUF tokenizer "
+          f"(differing e.g. {first}); {bad_rt} do not round-trip through decode")
+    backend = ref.backend_tokenizer
+    patched = []
+    if any(p.get("type") == "Digits" for p in pre.get("pretokenizers", [])):
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), backend.pre_tokenizer])
+        patched.append("Digits pre-tokenizer")
+    if json.loads((model_dir / "tokenizer.json").read_text())["normalizer"] == {"type": "NFC"}:
+        backend.normalizer = normalizers.NFC()
+        patched.append("NFC normalizer")
+    if patched:
+        same2, _, first2 = count(ref)
+        print(f"tokenizer: with {' and '.join(patched)} added to transformers' conversion: "
+              f"{same2}/{len(corpus)} identical" + (f" (differing e.g. {first2})" if first2 else ""))
+    return same
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model_dir", type=Path)
@@ -59,6 +136,7 @@ def main():
                     default=Path(os.environ.get("GRAFT_CACHE", Path.home() / ".cache" / "graft")))
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--min-top1", type=float, default=0.97)
+    ap.add_argument("--skip-tokenizer", action="store_true", help="skip the tokenizer comparison")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
@@ -84,6 +162,8 @@ def main():
         sys.exit(f"error: {gguf} not found; run tools/provision {name} first")
     print(f"model: {name}\nfolder: {model_dir}\ngguf: {gguf} (source quantization {quant})")
 
+    if not args.skip_tokenizer:
+        compare_tokenizers(model_dir, gguf)
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     inputs = [tok.encode(p, add_special_tokens=False).ids for p in PROMPTS]
     # One model in memory at a time: the GGUF reference first, its logits kept, then the folder.
