@@ -83,11 +83,12 @@ final class BPEModel: Sendable {
             let a: String, b: String
             if let line = m.value.string {
                 // The "a b" form: exactly one space separates the two parts.
-                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+                // Split on scalars: " " followed by a combining mark is one Character.
+                let parts = line.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
                 guard parts.count == 2 else {
                     throw .invalidValue(path: m.path, problem: "merge '\(line)' is not two tokens separated by one space")
                 }
-                a = String(parts[0]); b = String(parts[1])
+                a = String(String.UnicodeScalarView(parts[0])); b = String(String.UnicodeScalarView(parts[1]))
             } else if let pair = m.value.array, pair.count == 2, let x = pair[0].string, let y = pair[1].string {
                 a = x; b = y
             } else {

@@ -3,15 +3,14 @@
 /// held back until it completes. The concatenation of everything `push` and `finish` return
 /// equals `decode` of all the ids.
 ///
-/// It decodes a short window of ids (those since the previous emission plus the ones before
-/// them, for context such as a leading space that a decoder strips only at the start) and emits
-/// what the window adds beyond its already-emitted prefix, unless that ends in U+FFFD (an
-/// incomplete character).
+/// It decodes a short window of ids — the stretch emitted last time, as context (a decoder may
+/// strip a leading space only at the start), then the ids not yet emitted — and emits what the
+/// window adds beyond its context, unless that ends in U+FFFD (an incomplete character).
 public struct StreamingDecoder: Sendable {
     let tokenizer: Tokenizer
     let skipSpecialTokens: Bool
+    /// The window: ids emitted last time (context), then ids not yet emitted.
     private var ids: [Int] = []
-    private var prefixOffset = 0
     private var readOffset = 0
 
     public init(tokenizer: Tokenizer, skipSpecialTokens: Bool = false) {
@@ -22,29 +21,29 @@ public struct StreamingDecoder: Sendable {
     /// Adds one id; returns the text that is now complete (possibly empty).
     public mutating func push(_ id: Int) -> String {
         ids.append(id)
-        let prefix = tokenizer.decodeScalars(Array(ids[prefixOffset..<readOffset]), skipSpecialTokens: skipSpecialTokens)
-        let full = tokenizer.decodeScalars(Array(ids[prefixOffset...]), skipSpecialTokens: skipSpecialTokens)
+        let (prefix, full) = window()
         guard full.count > prefix.count, full.last != "\u{FFFD}", full.starts(with: prefix) else { return "" }
-        let text = Array(full[prefix.count...]).string
-        // Keep the ids since the last emission as the next window's context.
-        ids.removeFirst(readOffset)
-        prefixOffset = 0
-        readOffset = ids.count
-        if readOffset > 0 {
-            // Only the last emitted stretch is needed as context.
-            prefixOffset = 0
+        // The ids just emitted become the next window's context, unless they decode to nothing
+        // (a skipped special token): a context must show the decoder that text came before.
+        if !tokenizer.decodeScalars(Array(ids[readOffset...]), skipSpecialTokens: skipSpecialTokens).isEmpty {
+            ids.removeFirst(readOffset)
         }
-        return text
+        readOffset = ids.count
+        return Array(full[prefix.count...]).string
     }
 
     /// The text still held back (an incomplete character decodes as U+FFFD, as `decode` does).
     public mutating func finish() -> String {
-        let prefix = tokenizer.decodeScalars(Array(ids[prefixOffset..<readOffset]), skipSpecialTokens: skipSpecialTokens)
-        let full = tokenizer.decodeScalars(Array(ids[prefixOffset...]), skipSpecialTokens: skipSpecialTokens)
+        let (prefix, full) = window()
         ids.removeAll()
-        prefixOffset = 0
         readOffset = 0
-        guard full.count > prefix.count, full.starts(with: prefix) else { return "" }
-        return Array(full[prefix.count...]).string
+        let common = full.starts(with: prefix) ? prefix.count : min(prefix.count, full.count)
+        return Array(full[common...]).string
+    }
+
+    /// The decoded context (ids already emitted) and the decoded whole window.
+    private func window() -> (prefix: Scalars, full: Scalars) {
+        (tokenizer.decodeScalars(Array(ids[..<readOffset]), skipSpecialTokens: skipSpecialTokens),
+         tokenizer.decodeScalars(ids, skipSpecialTokens: skipSpecialTokens))
     }
 }

@@ -59,6 +59,7 @@ public final class Tokenizer: Sendable {
         let r = JSONReader(root, path: "")
 
         let m = try r.required("model")
+        guard m.value.members != nil else { throw .wrongType(path: "model", expected: "an object") }
         let type = try m.optional("type")?.string() ?? (m.optional("merges") != nil ? "BPE" : "(none)")
         guard type == "BPE" else { throw .unsupportedType(path: "model", type: type) }
         model = try BPEModel(m)

@@ -6,7 +6,7 @@ import Testing
 @Suite struct ConformanceTests {
     @Test(arguments: Fixtures.names)
     func encodeMatchesReference(name: String) throws {
-        let tok = try Tokenizer(directory: Fixtures.directory(name))
+        let tok = try TokenizerCache.load(name)
         let expected = try Fixtures.expected(name)
         let corpus = Fixtures.corpus
         #expect(corpus.count >= 2000)
@@ -36,7 +36,7 @@ import Testing
 
     @Test(arguments: Fixtures.names)
     func decodeMatchesReference(name: String) throws {
-        let tok = try Tokenizer(directory: Fixtures.directory(name))
+        let tok = try TokenizerCache.load(name)
         let expected = try Fixtures.expected(name)
         var compared = 0, failed = 0
         for e in expected.encodings {
@@ -64,7 +64,7 @@ import Testing
 
     @Test(arguments: Fixtures.names)
     func vocabularySize(name: String) throws {
-        let tok = try Tokenizer(directory: Fixtures.directory(name))
+        let tok = try TokenizerCache.load(name)
         let expected = try Fixtures.expected(name)
         #expect(tok.vocabSize == expected.meta["vocab_size"]?.int)
     }

@@ -61,3 +61,17 @@ extension String {
 
     var escaped: String { unicodeScalars.map { $0.escaped(asASCII: true) }.joined() }
 }
+
+/// Tokenizers loaded once per test process (the Qwen2.5 vocabulary takes a while in debug builds).
+enum TokenizerCache {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var loaded: [String: Tokenizer] = [:]
+
+    static func load(_ name: String) throws -> Tokenizer {
+        lock.lock(); defer { lock.unlock() }
+        if let t = loaded[name] { return t }
+        let t = try Tokenizer(directory: Fixtures.directory(name))
+        loaded[name] = t
+        return t
+    }
+}
