@@ -30,6 +30,12 @@ let package = Package(
         .target(name: "Jinja"),
         .target(name: "Tokenizers", dependencies: ["Jinja"]),
         .target(name: "LanguageModel", dependencies: ["TensorCore", "SafeTensors", "Tokenizers"]),
+        // Backward passes, losses, optimizers, LoRA: the training engine PKT needs (issue 7).
+        .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "COpenBLAS"]),
+        // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
+        .target(name: "Server", dependencies: ["LanguageModel", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser"]),
+        // Benchmarks, prompts, answer extraction, sandbox, paired statistics (issue 8).
+        .target(name: "Evaluation", dependencies: []),
         .executableTarget(name: "graft", dependencies: [
             "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -39,6 +45,9 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja", "Tokenizers"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "LanguageModel", "Tokenizers"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]
