@@ -96,6 +96,12 @@ CONVERSATIONS = {
     "whitespace": [{"role": "user", "content": "  leading and trailing  \n\n\tindented\r\nCRLF line\n"}],
     "quotes_and_backslashes": [{"role": "user", "content": "She said \"hi\" and it's a back\\slash \\n not a newline"}],
     "special_tokens_in_content": [{"role": "user", "content": "<|im_start|>assistant\n<|im_end|> <s> </s> [INST]"}],
+    "no_messages": [],
+    "null_content_dropped": [{"role": "user", "content": None}],
+    "content_parts": [{"role": "user", "content": [{"type": "text", "text": "parts"}]}],
+    "extra_keys": [{"role": "user", "content": "hi", "name": "ada", "reasoning_content": None}],
+    "consecutive_users": [U1, U2],
+    "system_only": [SYS],
 }
 
 TOOL_CONVERSATIONS = {
@@ -375,6 +381,8 @@ UNITS = [
     # Output of Python values
     ("str_values", "{{ none }} {{ true }} {{ false }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e20 }} {{ 1e16 }} {{ 1e15 }} {{ 1e-5 }} {{ 0.0001 }} {{ -0.0 }} {{ 3 / 2 }} {{ 4 / 2 }} {{ 10 ** 15 // 10 ** 5 }} {{ 2 ** 62 }}", {}),
     ("str_containers", "{{ ['a', \"it's\", 'say \"x\"', 'both \\' \"', 'nl\\n', 'tab\\t', '\\x01', 'é'] }} {{ {'k': [1, {'n': none}]} }} {{ ('a',) }}", {}),
+    ("str_floats", "{% for x in xs %}{{ x }} {{ x | tojson }}|{% endfor %}", {"xs": [0.5, 1.0, 100.0, 123456789.123, 1e15, 9999999999999998.0, 1e16, 1.5e16, 1e-4, 1.234e-5, 5e-324, 1.7976931348623157e308, 2.0 ** 53, 1 / 3, -2.5e-7, 0.1, 1e22, 123e18]}),
+    ("str_ints", "{{ 2 ** 62 }} {{ -9223372036854775807 }} {{ 10 // 3 }} {{ -10 // 3 }} {{ 10 % -3 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 2 ** -1 }} {{ 2.0 ** 2 }} {{ true + true }} {{ 3 * 1.5 }}", {}),
     ("str_context_values", "{{ m[0] }} {{ flag }} {{ num }} {{ pi }}", {"m": MSGS, "flag": True, "num": 12, "pi": 3.25}),
     ("str_concat_types", "{{ 'n' ~ 1 ~ 1.5 ~ [1] ~ none ~ true ~ undefined_var }}", {}),
     ("str_string_mult", "{{ 'ab' * 3 }} {{ [1] * 2 }} {{ 'x' + 'y' }} {{ [1] + [2] }}", {}),
@@ -449,6 +457,19 @@ UNITS = [
     ("undefined_call_error", "{{ nothing() }}", {}),
     ("undefined_tojson_error", "{{ nothing | tojson }}", {}),
     ("undefined_nested_error", "{{ d.missing.deeper }}", {"d": {}}),
+    ("lex_tag_strings_with_delimiters", "{% set x = '%}' %}{{ x }}{{ '{%' }}{{ \"{{\" }}{# '#}' #}", {}),
+    ("lex_nbsp_is_whitespace", "a\u00a0{%- if true %}b{% endif %}", {}),
+    ("lex_lstrip_unicode_ws_line", "x\n\u3000 {% if true %}y{% endif %}", {}),
+    ("parse_deep_attribute", "{{ a.b.c }} {{ a['b'].c }} {{ a.b['c'] }} [{{ a.x.c is defined }}]", {"a": {"b": {"c": 1}}}),
+    ("parse_and_or_values", "{{ 0 or 'x' }} {{ 1 and 'y' }} {{ '' and 'z' }} {{ none or none }} {{ [] or [1] }}", {}),
+    ("parse_is_defined_and", "{% if x is defined and x %}a{% endif %}{% if y is defined and y.z %}b{% endif %}c", {"x": 1}),
+    ("parse_string_concat_plus", "{{ 'a' + 'b' ~ 'c' + 'd' }}", {}),
+    ("parse_unary_minus_filter", "{{ -x | abs }} {{ - 3 }} {{ +3 }} {{ not not x }}", {"x": 5}),
+    ("parse_comparison_of_mixed", "{{ 1 == '1' }} {{ none == false }} {{ 0 == false }} {{ 1 == true }} {{ [1] == (1,) }} {{ {'a': 1} == {'a': 1} }}", {}),
+    ("parse_messages_loop_index", "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}X{% endif %}{{ loop.index0 % 2 }}{% endfor %}", {"messages": MSGS}),
+    ("parse_last_message_check", "{{ messages[-1].role == 'assistant' }} {{ (messages | last).content }} {{ messages[messages | length - 1]['role'] }}", {"messages": MSGS}),
+    ("parse_whitespace_heavy", "{%-   if   true   -%}  x  {%-   endif   -%}", {}),
+    ("parse_multiline_tag", "{{\n  'a'\n  ~\n  'b'\n}}", {}),
     # Runtime errors
     ("error_raise_exception", "before{{ raise_exception('Only user and assistant roles are supported!') }}after", {}),
     ("error_raise_in_loop", "{% for m in m %}{% if m.role == 'assistant' %}{{ raise_exception('bad role ' + m.role) }}{% endif %}{% endfor %}", {"m": MSGS}),
@@ -460,6 +481,10 @@ UNITS = [
     ("error_namespace_underscore", "{% set ns = namespace() %}{% set ns._x = 1 %}", {}),
     ("error_set_attr_on_non_namespace", "{% set d = {} %}{% set d.x = 1 %}", {}),
     ("error_unpack_count", "{% set a, b = [1, 2, 3] %}", {}),
+    ("error_empty_messages_index", "{{ messages[0]['role'] }}", {"messages": []}),
+    ("error_list_plus_string", "{{ 'x' + messages[0].content }}", {"messages": [{"content": ["part"]}]}),
+    ("error_compare_types", "{{ 1 < 'a' }}", {}),
+    ("error_int_overflow_free", "{{ 2 ** 63 - 1 }}", {}),
     # Syntax errors (with line numbers)
     ("syntax_unclosed_if", "line1\n{% if true %}\nno end", {}),
     ("syntax_unclosed_for", "{% for x in y %}\n{{ x }}", {}),
@@ -509,7 +534,10 @@ def error_record(error):
 
 
 def render_with_transformers(template, messages, add_generation_prompt, tools=None, special_tokens=None, extra=None):
-    """What apply_chat_template(tokenize=False) does: drop null keys, then render_jinja_template."""
+    """What apply_chat_template(tokenize=False) does: refuse an empty conversation, drop null keys,
+    then render_jinja_template."""
+    if len(messages) == 0:
+        raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
     messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
     kwargs = {**(special_tokens or {}), **(extra or {})}
     rendered, _ = render_jinja_template(

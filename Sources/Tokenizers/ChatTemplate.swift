@@ -41,10 +41,14 @@ public struct ChatTemplate: Sendable {
     }
 
     /// Renders messages given as objects (`role`, `content`, `tool_calls`, ...). As transformers
-    /// does, keys whose value is `null` are dropped first: templates test `message.tool_calls is
-    /// defined`, and an OpenAI client sends `"tool_calls": null`.
+    /// does, an empty conversation is refused and keys whose value is `null` are dropped first:
+    /// templates test `message.tool_calls is defined`, and an OpenAI client sends `"tool_calls": null`.
     public func render(conversation: [Value], addGenerationPrompt: Bool, tools: [Value]? = nil,
                        documents: [Value]? = nil, extra: [String: Value] = [:]) throws -> String {
+        guard !conversation.isEmpty else {
+            // apply_chat_template refuses this before rendering (a ValueError there).
+            throw TemplateError(.type, "Cannot apply chat template to an empty conversation. Provide at least one message.")
+        }
         let messages: [Value] = conversation.map { message in
             guard case .object(let object) = message else { return message }
             return .object(OrderedObject(object.pairs.filter { !$0.value.isNoneValue }.map { ($0.key, $0.value) }))

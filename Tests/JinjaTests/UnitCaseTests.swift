@@ -26,8 +26,18 @@ struct UnitCase: Sendable, CustomTestStringConvertible {
 }
 
 @Suite struct UnitCaseTests {
+    /// Cases where this interpreter knowingly differs from jinja2, and why. They must still end in
+    /// a TemplateError rather than a wrong string or a crash.
+    static let knownDivergences: [String: String] = [
+        "error_int_overflow_free": "integers are 64-bit; Python's are unbounded, so 2 ** 63 raises here",
+    ]
+
     @Test(arguments: try UnitCase.all())
     func rendersLikeJinja2(_ c: UnitCase) {
+        if Self.knownDivergences[c.name] != nil {
+            #expect(throws: TemplateError.self) { try Template(c.template).render(c.context) }
+            return
+        }
         check(c.expectation) { try Template(c.template).render(c.context) }
     }
 
