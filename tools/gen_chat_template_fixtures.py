@@ -15,6 +15,7 @@ apply_chat_template calls, after the same null-key normalisation apply_chat_temp
 Usage: python3 tools/gen_chat_template_fixtures.py   (no network needed)
 """
 
+import copy
 import json
 import os
 import sys
@@ -513,6 +514,96 @@ UNITS = [
 ]
 
 
+def random_whitespace_templates(count, seed=1234):
+    """Random nests of tags with every whitespace-control form between random whitespace and text,
+    to pin trim_blocks/lstrip_blocks and -/+ handling against jinja2's lexer."""
+    import random
+    rng = random.Random(seed)
+    gaps = ["", " ", "  ", "\n", "\n\n", "\t", " \n ", "\n  ", "x", " x ", "\nx\n", "\u00a0", "\r\n  "]
+    left = ["", "-", "+"]
+    right = ["", "-", "+"]
+
+    def tag(body, kind="%"):
+        l, r = rng.choice(left), rng.choice(right)
+        if kind == "{":
+            return "{{" + l.replace("+", "") + " " + body + " " + r.replace("+", "") + "}}"
+        if kind == "#":
+            return "{#" + l + " " + body + " " + r + "#}"
+        return "{%" + l + " " + body + " " + r + "%}"
+
+    def block(depth):
+        out = rng.choice(gaps)
+        for _ in range(rng.randint(1, 4)):
+            choice = rng.random()
+            if choice < 0.25 and depth < 3:
+                out += tag("if " + rng.choice(["true", "false", "x"])) + block(depth + 1)
+                if rng.random() < 0.4:
+                    out += tag("else") + block(depth + 1)
+                out += tag("endif")
+            elif choice < 0.4 and depth < 3:
+                out += tag("for i in range(2)") + block(depth + 1) + tag("endfor")
+            elif choice < 0.55:
+                out += tag("'v'", "{")
+            elif choice < 0.65:
+                out += tag("c", "#")
+            elif choice < 0.75:
+                out += tag("set y = 1")
+            else:
+                out += rng.choice(gaps)
+            out += rng.choice(gaps)
+        return out
+
+    return [(f"ws_random_{i:03d}", block(0), {"x": True}) for i in range(count)]
+
+
+def random_expression_templates(count, seed=99):
+    """Random filters, operators, tests and methods over a pool of Python values, so str(),
+    repr(), tojson and each operation's errors are pinned against jinja2 on values no one chose."""
+    import random
+    rng = random.Random(seed)
+    values = {
+        "i": 7, "n": -3, "z": 0, "f": 2.5, "g": -0.125, "big": 10 ** 12, "t": True, "no": None,
+        "s": "Hello, World", "w": "  padded\tand\nlines  ", "u": "Ünïcödé 🚀 e\u0301", "e": "",
+        "d": "42", "q": "it's \"quoted\"", "l": [3, 1, 2], "ls": ["b", "A", "c", "a"], "le": [],
+        "lm": [1, "x", None, 2.5, True], "o": {"b": 2, "a": [1, {"k": "v"}], "c": None}, "oe": {},
+        "msg": {"role": "user", "content": "Hi there"}, "nested": [[1, 2], [3]],
+    }
+    names = list(values) + ["undef"]
+    filters = ["trim", "upper", "lower", "length", "list", "first", "last", "string", "capitalize",
+               "title", "unique | list", "sort", "reverse | list", "tojson", "join(',')", "abs", "int",
+               "float", "round", "round(1)", "default('dflt')", "items | list", "wordcount", "escape",
+               "count", "sum", "min", "max", "tojson(indent=2)", "replace('l', 'L')", "indent(2)",
+               "center(9)", "batch(2) | list", "select | list", "map('string') | list", "dictsort",
+               "selectattr('role') | list", "map(attribute='role') | list", "safe", "e", "d(1)"]
+    operators = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">=", "in", "not in", "and", "or", "**"]
+    tests = ["string", "number", "integer", "float", "mapping", "sequence", "iterable", "none",
+             "defined", "undefined", "true", "false", "boolean", "odd", "even", "lower", "upper",
+             "divisibleby 2", "eq 7", "callable"]
+    methods = ["upper()", "lower()", "strip()", "split()", "split(',')", "startswith('H')",
+               "endswith('d')", "replace('o', '0')", "title()", "capitalize()", "find('o')", "count('l')",
+               "items() | list", "keys() | list", "values() | list", "get('a')", "get('zz', 0)",
+               "index(1)", "isdigit()", "lstrip()", "rstrip('  ')", "format(1, 2)"]
+    cases = []
+    for i in range(count):
+        a, b = rng.choice(names), rng.choice(names)
+        kind = rng.random()
+        if kind < 0.4:
+            expr = f"{a} | {rng.choice(filters)}"
+            if rng.random() < 0.3:
+                expr += f" | {rng.choice(filters)}"
+        elif kind < 0.65:
+            op = rng.choice(operators)
+            if op == "**":
+                b = rng.choice(["i", "n", "z", "f", "t"])
+            expr = f"{a} {op} {b}"
+        elif kind < 0.85:
+            expr = f"{a} is {'not ' if rng.random() < 0.3 else ''}{rng.choice(tests)}"
+        else:
+            expr = f"{a}.{rng.choice(methods)}"
+        cases.append((f"expr_random_{i:03d}", "{{ " + expr + " }}", values))
+    return cases
+
+
 def classify(error):
     """The TemplateError.Kind the Swift side should throw for a Python exception."""
     if isinstance(error, jinja2.exceptions.TemplateSyntaxError):
@@ -619,10 +710,11 @@ def main():
 
     # Unit cases through the exact environment transformers compiles.
     units = []
-    for name, template, context in UNITS:
-        case = {"name": name, "template": template, "context": context}
+    for name, template, context in UNITS + random_whitespace_templates(300) + random_expression_templates(500):
+        # Render a copy: jinja2 can mutate its context (`indent` does `s += "\n"` on a list).
+        case = {"name": name, "template": template, "context": copy.deepcopy(context)}
         try:
-            case["expected"] = _compile_jinja_template(template).render(**context)
+            case["expected"] = _compile_jinja_template(template).render(**copy.deepcopy(context))
         except Exception as error:
             case["error"] = error_record(error)
         units.append(case)

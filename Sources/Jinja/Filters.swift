@@ -90,7 +90,7 @@ extension Interpreter {
             default: throw TemplateError(.type, "object of type '\(value.typeName)' has no len()")
             }
         case "string": return .string(value.pythonString)
-        case "safe": return value.isUndefined ? .string("") : value
+        case "safe": return .string(value.pythonString)  // Markup(value): a string
         case "items":
             switch value {
             case .undefined: return .array([])
@@ -176,7 +176,11 @@ extension Interpreter {
             let count = args.value(2, "count").flatMap { $0.isNone ? nil : $0.integer } ?? -1
             return .string(pyReplace(value.pythonString, old.pythonString, new.pythonString, count: count))
         case "indent":
-            return .string(indent(value.pythonString, args))
+            // jinja2 appends "\n" to the value itself, which only works for strings.
+            guard case .string(let text) = value else {
+                throw TemplateError(.type, "indent needs a string, not \(value.typeName)")
+            }
+            return .string(indent(text, args))
         case "center":
             let width = args.value(0, "width")?.integer ?? 80
             return try callMethod("center", on: .string(value.pythonString), CallArguments(positional: [.int(width)]))
@@ -245,7 +249,7 @@ extension Interpreter {
             }
             return .array(batches)
         case "map":
-            let items = try iterate(value)
+            let items = value.isTruthy ? try iterate(value) : []
             if let attribute = args.keywordValue("attribute") {
                 let fallback = args.keywordValue("default")
                 return .array(try items.map { item in
@@ -276,7 +280,7 @@ extension Interpreter {
                 testName = t
             }
             let testArgs = CallArguments(positional: positional, keyword: args.keyword)
-            return .array(try iterate(value).filter { item in
+            return .array(try (value.isTruthy ? iterate(value) : []).filter { item in
                 let subject = try attribute.map { try lookupPath(item, $0) } ?? item
                 let passed = try testName.map { try applyTest($0, to: subject, testArgs) } ?? subject.isTruthy
                 return passed == keep

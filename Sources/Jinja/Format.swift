@@ -49,6 +49,9 @@ func printfFormat(_ format: String, _ args: [Value]) throws -> String {
             throw TemplateError(.type, "unsupported format character '\(conversion)'")
         }
     }
+    guard argIndex >= args.count else {
+        throw TemplateError(.type, "not all arguments converted during string formatting")
+    }
     return out
 }
 

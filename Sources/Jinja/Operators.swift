@@ -100,6 +100,9 @@ extension Interpreter {
         case ("*", .array(let a), _):
             guard let n = right.integer else { throw unsupported }
             return .array(Array([[Value]](repeating: a, count: max(0, n)).joined()))
+        case ("*", _, .array(let a)):
+            guard let n = left.integer else { throw unsupported }
+            return .array(Array([[Value]](repeating: a, count: max(0, n)).joined()))
         case ("%", .string(let format), _):
             let args: [Value] = if case .tuple(let items) = right { items } else { [right] }
             return .string(try printfFormat(format, args))
@@ -141,8 +144,11 @@ extension Interpreter {
         case .array(let a), .tuple(let a):
             return a.contains { $0.pythonEquals(needle) }
         case .object(let o):
-            guard case .string(let k) = needle else { return false }
-            return o[k] != nil
+            switch needle {
+            case .string(let k): return o[k] != nil
+            case .array, .object: throw TemplateError(.type, "unhashable type: '\(needle.typeName)'")
+            default: return false
+            }
         case .namespace(let id):
             guard case .string(let k) = needle else { return false }
             return namespaces[id.index][k] != nil

@@ -204,7 +204,7 @@ extension Value {
     /// Python `repr(x)`: how values print inside lists and dicts.
     var pythonRepr: String {
         switch self {
-        case .undefined: return ""
+        case .undefined: return "Undefined"
         case .none: return "None"
         case .bool(let b): return b ? "True" : "False"
         case .int(let i): return String(i)
