@@ -326,6 +326,32 @@ def write_expected(name, corpus):
     print(f"{name}: {len(corpus)} strings, {sum(len(e.ids) for e in encs)} tokens")
 
 
+def unicode_classes():
+    """The scalars the GPT-2 regex treats as \\p{L}, \\p{N} and \\s, probed through tokenizers'
+    own regex engine (Oniguruma), as sorted [first, last] ranges."""
+    split = pre_tokenizers.Split(Regex(GPT2_PATTERN), behavior="isolated")
+    classes = {"L": [], "N": [], "space": []}
+    for c in range(0x110000):
+        if 0xD800 <= c < 0xE000:
+            continue
+        ch = chr(c)
+        if [t for t, _ in split.pre_tokenize_str("a" + ch)] == ["a" + ch]:
+            classes["L"].append(c)
+        elif [t for t, _ in split.pre_tokenize_str("1" + ch)] == ["1" + ch]:
+            classes["N"].append(c)
+        elif c == 0x20 or [t for t, _ in split.pre_tokenize_str("." + ch + ch + "b")] == [".", ch, ch, "b"]:
+            classes["space"].append(c)
+    def ranges(cs):
+        out = []
+        for c in cs:
+            if out and out[-1][1] == c - 1:
+                out[-1][1] = c
+            else:
+                out.append([c, c])
+        return out
+    return {"meta": meta(), **{k: ranges(v) for k, v in classes.items()}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--retrain", action="store_true")
@@ -353,6 +379,9 @@ def main():
               "add_bos_token": True, "add_eos_token": False})
         save(llama2_metaspace(os.path.join(FIX, "llama2-sp")), "llama2-metaspace",
              {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    if args.retrain or not os.path.exists(os.path.join(FIX, "unicode_classes.json")):
+        with open(os.path.join(FIX, "unicode_classes.json"), "w") as f:
+            json.dump(unicode_classes(), f, separators=(",", ":"))
     for name in sorted(os.listdir(FIX)):
         if os.path.exists(os.path.join(FIX, name, "tokenizer.json")):
             write_expected(name, corpus)

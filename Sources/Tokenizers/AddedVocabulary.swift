@@ -33,10 +33,13 @@ struct AddedVocabulary: Sendable {
     struct Matcher: Sendable {
         /// first scalar → (pattern, token index), longest pattern first
         var byFirst: [UInt32: [(pattern: Scalars, token: Int)]] = [:]
+        /// whether some pattern starts with each ASCII scalar (skips the hash lookup)
+        var asciiFirst = [Bool](repeating: false, count: 128)
         var isEmpty: Bool { byFirst.isEmpty }
 
         mutating func add(_ pattern: Scalars, token: Int) {
             guard let f = pattern.first else { return }
+            if f.isASCII { asciiFirst[Int(f.value)] = true }
             var list = byFirst[f.value] ?? []
             // Identical patterns: the first registered wins, as in Aho-Corasick.
             if list.contains(where: { $0.pattern == pattern }) { return }
@@ -47,7 +50,9 @@ struct AddedVocabulary: Sendable {
 
         /// The longest pattern starting at `i`.
         func longest(in s: Scalars, at i: Int) -> (length: Int, token: Int)? {
-            guard let list = byFirst[s[i].value] else { return nil }
+            let v = s[i].value
+            if v < 128 && !asciiFirst[Int(v)] { return nil }
+            guard let list = byFirst[v] else { return nil }
             for (p, t) in list where i + p.count <= s.count && s[i..<i + p.count].elementsEqual(p) {
                 return (p.count, t)
             }

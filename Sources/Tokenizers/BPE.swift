@@ -13,6 +13,8 @@ final class BPEModel: Sendable {
     let merges: [UInt64: (rank: Int32, id: Int32)]
     /// single-scalar tokens, the starting symbols of a word when no prefix/suffix applies
     let scalarVocab: [UInt32: Int32]
+    /// the same for scalars below U+0800 (all of the byte-level alphabet), -1 where absent
+    let lowScalarVocab: [Int32]
     let unkID: Int?
     let fuseUnk: Bool
     let byteFallback: Bool
@@ -47,6 +49,9 @@ final class BPEModel: Sendable {
         self.vocab = vocab
         self.tokens = tokens
         self.scalarVocab = scalarVocab
+        var low = [Int32](repeating: -1, count: 0x800)
+        for (v, id) in scalarVocab where v < 0x800 { low[Int(v)] = id }
+        lowScalarVocab = low
 
         if let u = r.optional("unk_token") {
             let unk = try u.string()
@@ -118,10 +123,12 @@ final class BPEModel: Sendable {
     /// Ids of one pre-tokenized word.
     func tokenize(_ word: Scalars) -> [Int] {
         if word.isEmpty { return [] }
-        let key = Array(word.string.utf8)
+        let key = utf8Bytes(word)
         if let hit = cache[key] { return hit }
         let ids = tokenizeUncached(word, bytes: key)
-        cache[key] = ids
+        // As tokenizers: only words shorter than 256 bytes are cached (a Llama-2 "word" is a
+        // whole text; caching those would only hold memory).
+        if key.count < 256 { cache[key] = ids }
         return ids
     }
 
@@ -135,7 +142,8 @@ final class BPEModel: Sendable {
             var found: Int32? = nil
             var piece: Scalars = []
             if plain {
-                found = scalarVocab[c.value]
+                found = c.value < 0x800 ? lowScalarVocab[Int(c.value)] : scalarVocab[c.value]
+                if found == -1 { found = nil }
             } else {
                 if k > 0, let p = continuingSubwordPrefix { piece += p }
                 piece.append(c)
@@ -219,6 +227,26 @@ final class BPEModel: Sendable {
         for k in 0..<n where alive[k] { out.append(Int(ids[k])) }
         return out
     }
+}
+
+/// The UTF-8 encoding of scalars, without going through `String`.
+func utf8Bytes(_ scalars: Scalars) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(scalars.count * 2)
+    for c in scalars {
+        let v = c.value
+        if v < 0x80 {
+            out.append(UInt8(v))
+        } else if v < 0x800 {
+            out.append(UInt8(0xC0 | v >> 6)); out.append(UInt8(0x80 | v & 0x3F))
+        } else if v < 0x10000 {
+            out.append(UInt8(0xE0 | v >> 12)); out.append(UInt8(0x80 | v >> 6 & 0x3F)); out.append(UInt8(0x80 | v & 0x3F))
+        } else {
+            out.append(UInt8(0xF0 | v >> 18)); out.append(UInt8(0x80 | v >> 12 & 0x3F))
+            out.append(UInt8(0x80 | v >> 6 & 0x3F)); out.append(UInt8(0x80 | v & 0x3F))
+        }
+    }
+    return out
 }
 
 /// Binary min-heap ordered by (rank, pos), as tokenizers' `Merge` ordering.

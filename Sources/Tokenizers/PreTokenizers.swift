@@ -166,6 +166,7 @@ struct DigitsPreTokenizer: PreTokenizer {
     let individual: Bool
     func split(_ piece: Piece) -> [Piece] {
         let found = piece.text.indices.filter { UnicodeClass.isNumeric(piece.text[$0]) }.map { $0..<$0 + 1 }
+        if found.isEmpty { return piece.text.isEmpty ? [] : [piece] }
         return splitPiece(piece, matches: found, behavior: individual ? .isolated : .contiguous)
     }
 }
