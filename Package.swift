@@ -10,6 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libuv1-dev, libhttp-parser-dev).
@@ -33,11 +35,15 @@ let package = Package(
         // Backward passes, losses, optimizers, LoRA: the training engine PKT needs (issue 7).
         .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "COpenBLAS"]),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
-        .target(name: "Server", dependencies: ["LanguageModel", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser"]),
+        .target(name: "Server", dependencies: [
+            "LanguageModel", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         // Benchmarks, prompts, answer extraction, sandbox, paired statistics (issue 8).
         .target(name: "Evaluation", dependencies: []),
         .executableTarget(name: "graft", dependencies: [
-            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore",
+            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,0 +1,48 @@
+/// What `graft serve` is told: where to listen, what to load, and every limit.
+public struct ServerOptions: Sendable {
+    public var modelDirectory: String
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests); `HTTPServer.port` tells which.
+    public var port = 8080
+    public var threads: Int?
+
+    // Engine.
+    /// Sequences decoded together in one step.
+    public var maxBatch = 32
+    /// KV-cache memory for all live sequences; a sequence reserves its worst case
+    /// (prompt + max_tokens positions) when admitted.
+    public var kvCacheMB = 1024
+    /// Prompt tokens read per engine step (over all sequences being prefilled).
+    public var prefillChunk = 256
+    /// Sequences waiting for admission before new requests get 429.
+    public var maxQueue = 256
+
+    // Request limits.
+    public var maxHeaderBytes = 16 * 1024
+    public var maxBodyBytes = 4 * 1024 * 1024
+    /// Prompt tokens of one sequence (also bounded by the model's context).
+    public var maxPromptTokens = 8192
+    /// Largest `max_tokens`; also the default when a request gives none.
+    public var maxTokensLimit = 4096
+    public var defaultMaxTokens = 256
+    public var maxN = 16
+    public var maxConnections = 4096
+
+    // Timeouts, seconds.
+    /// A keep-alive connection with no request in progress.
+    public var idleTimeout = 60.0
+    /// From a request's first byte to its last (slowloris).
+    public var requestTimeout = 15.0
+    /// A response write that makes no progress (a client that stopped reading).
+    public var writeTimeout = 30.0
+    /// Response bytes queued for one client before it counts as too slow and is dropped.
+    public var maxPendingWriteBytes = 8 * 1024 * 1024
+    /// After SIGINT/SIGTERM: how long in-flight work may run before it is cancelled.
+    public var shutdownGrace = 10.0
+    /// Log one line per request.
+    public var logRequests = true
+
+    public init(modelDirectory: String) {
+        self.modelDirectory = modelDirectory
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Server
+
+/// `graft serve`: the OpenAI-compatible HTTP server (../shared/DESIGN.md, HTTP API).
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the model over an OpenAI-compatible HTTP API (completions, chat, streaming, metrics).")
+
+    @Option(help: "Model folder (config.json, tokenizer.json, model.safetensors).")
+    var model = "models/smollm2-135m-instruct"
+    @Option(help: "Address to bind (127.0.0.1: this machine only).") var host = "127.0.0.1"
+    @Option(help: "Port (0: any free port).") var port = 8080
+    @Option(help: "Worker threads for the model (default: all cores).") var threads: Int?
+    @Option(help: "Sequences decoded together in one engine step.") var maxBatch = 32
+    @Option(help: "KV-cache memory for all running sequences, MiB.") var kvCacheMb = 1024
+    @Option(help: "Prompt tokens read per engine step.") var prefillChunk = 256
+    @Option(help: "Sequences waiting for admission before requests get 429.") var maxQueue = 256
+    @Option(help: "Largest prompt, in tokens.") var maxPromptTokens = 8192
+    @Option(help: "Largest max_tokens a request may ask for.") var maxTokensLimit = 4096
+    @Option(help: "Default max_tokens for chat completions.") var defaultMaxTokens = 256
+    @Option(help: "Largest request header block, bytes.") var maxHeaderBytes = 16 * 1024
+    @Option(help: "Largest request body, bytes.") var maxBodyBytes = 4 * 1024 * 1024
+    @Option(help: "Most open connections.") var maxConnections = 4096
+    @Option(help: "Seconds a keep-alive connection may sit idle.") var idleTimeout = 60.0
+    @Option(help: "Seconds a request may take to arrive (slow clients).") var requestTimeout = 15.0
+    @Option(help: "Seconds a response write may stall (clients that stop reading).") var writeTimeout = 30.0
+    @Option(help: "Seconds in-flight requests get after SIGINT/SIGTERM.") var shutdownGrace = 10.0
+    @Flag(help: "Do not log one line per request.") var quiet = false
+
+    func run() throws {
+        var o = ServerOptions(modelDirectory: model)
+        o.host = host
+        o.port = port
+        o.threads = threads
+        o.maxBatch = maxBatch
+        o.kvCacheMB = kvCacheMb
+        o.prefillChunk = prefillChunk
+        o.maxQueue = maxQueue
+        o.maxPromptTokens = maxPromptTokens
+        o.maxTokensLimit = maxTokensLimit
+        o.defaultMaxTokens = defaultMaxTokens
+        o.maxHeaderBytes = maxHeaderBytes
+        o.maxBodyBytes = maxBodyBytes
+        o.maxConnections = maxConnections
+        o.idleTimeout = idleTimeout
+        o.requestTimeout = requestTimeout
+        o.writeTimeout = writeTimeout
+        o.shutdownGrace = shutdownGrace
+        o.logRequests = !quiet
+        guard maxBatch >= 1, kvCacheMb >= 1, prefillChunk >= 1, maxQueue >= 0 else {
+            throw ValidationError("--max-batch, --kv-cache-mb and --prefill-chunk must be ≥ 1")
+        }
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let server: GraftServer
+        do {
+            server = try GraftServer(options: o)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        server.run()
+    }
+}
