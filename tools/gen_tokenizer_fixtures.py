@@ -286,6 +286,61 @@ def llama2_metaspace(base_dir):
     return Tokenizer.from_str(json.dumps(j, ensure_ascii=False))
 
 
+LLAMA3_PATTERN = QWEN2_PATTERN.replace(r"\p{N}|", r"\p{N}{1,3}|")
+
+
+def variants(text):
+    """Smaller fixtures that exercise the components the main tokenizers do not use. Their
+    expected.jsonl covers every 4th corpus line (rows carry the corpus index "i")."""
+    def load(name):
+        with open(os.path.join(FIX, name, "tokenizer.json"), encoding="utf-8") as f:
+            return json.load(f)
+    out = {}
+    j = load("bytelevel-small")
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": False},
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}]}
+    out["variant-bytelevel-prefix"] = j
+    j = load("qwen2-style-small")
+    j["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}]}
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {"Regex": LLAMA3_PATTERN}
+    out["variant-llama3-regex"] = j
+    j = load("llama2-sp")
+    j["normalizer"] = None
+    j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+    j["decoder"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+    out["variant-metaspace-always"] = j
+    j = load("llama2-sp")
+    j["model"]["byte_fallback"] = False
+    j["model"]["fuse_unk"] = False
+    j["model"]["ignore_merges"] = True
+    j["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Replace", "pattern": {"Regex": "[\u0300-\u036f]"}, "content": ""},
+        {"type": "Strip", "strip_left": True, "strip_right": True},
+        {"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
+    out["variant-unk-regex"] = j
+    j = load("bytelevel-small")
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "[0-9]+|\\s+"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"String": "e"}, "behavior": "Contiguous", "invert": True},
+        {"type": "Split", "pattern": {"String": "."}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"String": ","}, "behavior": "Removed", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    out["variant-split-behaviors"] = j
+    # continuing_subword_prefix / end_of_word_suffix need a vocabulary trained with them.
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    trainer = trainers.BpeTrainer(vocab_size=1500, min_frequency=2, show_progress=False, special_tokens=["[UNK]"],
+                                  continuing_subword_prefix="##", end_of_word_suffix="</w>", limit_alphabet=200)
+    tok.train_from_iterator(text, trainer)
+    out["variant-suffix-prefix"] = json.loads(tok.to_str())
+    for name, j in out.items():
+        d = os.path.join(FIX, name)
+        os.makedirs(d, exist_ok=True)
+        Tokenizer.from_str(json.dumps(j, ensure_ascii=False)).save(os.path.join(d, "tokenizer.json"), pretty=False)
+
+
 def save(tok, name, config):
     d = os.path.join(FIX, name)
     os.makedirs(d, exist_ok=True)
@@ -299,23 +354,26 @@ def save(tok, name, config):
 
 def write_expected(name, corpus):
     d = os.path.join(FIX, name)
+    step = 4 if name.startswith("variant-") else 1
     tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
     rng = random.Random(SEED + sum(map(ord, name)))
     m = meta()
     m["tokenizer"] = name
     m["vocab_size"] = tok.get_vocab_size(with_added_tokens=True)
-    m["lines"] = len(corpus)
+    m["lines"] = len(corpus[::step])
     lines = [json.dumps({"meta": m}, ensure_ascii=False)]
-    encs = tok.encode_batch(corpus, add_special_tokens=False)
-    for i, (s, enc) in enumerate(zip(corpus, encs)):
+    encs = tok.encode_batch(corpus[::step], add_special_tokens=False)
+    for i, (s, enc) in zip(range(0, len(corpus), step), zip(corpus[::step], encs)):
         row = {"ids": enc.ids, "dec": tok.decode(enc.ids, skip_special_tokens=False)}
-        if i % 7 == 0:
+        if step > 1:
+            row["i"] = i
+        if i % 7 == 0 or (step > 1 and i % 3 == 0):
             row["sp"] = tok.encode(s, add_special_tokens=True).ids
         lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
     vocab = tok.get_vocab_size(with_added_tokens=True)
     special = [t.content for t in tok.get_added_tokens_decoder().values()]
     special_ids = [tok.token_to_id(t) for t in special]
-    for _ in range(300):
+    for _ in range(300 // step):
         k = rng.randint(1, 12)
         ids = [rng.choice(special_ids) if rng.random() < 0.15 else rng.randrange(vocab) for _ in range(k)]
         lines.append(json.dumps({"decode": ids, "dec": tok.decode(ids, skip_special_tokens=False),
@@ -323,7 +381,7 @@ def write_expected(name, corpus):
                                 ensure_ascii=False, separators=(",", ":")))
     with open(os.path.join(d, "expected.jsonl"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    print(f"{name}: {len(corpus)} strings, {sum(len(e.ids) for e in encs)} tokens")
+    print(f"{name}: {len(encs)} strings, {sum(len(e.ids) for e in encs)} tokens")
 
 
 def unicode_classes():
@@ -379,6 +437,8 @@ def main():
               "add_bos_token": True, "add_eos_token": False})
         save(llama2_metaspace(os.path.join(FIX, "llama2-sp")), "llama2-metaspace",
              {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    if args.retrain or not os.path.exists(os.path.join(FIX, "variant-suffix-prefix", "tokenizer.json")):
+        variants(text)
     if args.retrain or not os.path.exists(os.path.join(FIX, "unicode_classes.json")):
         with open(os.path.join(FIX, "unicode_classes.json"), "w") as f:
             json.dump(unicode_classes(), f, separators=(",", ":"))

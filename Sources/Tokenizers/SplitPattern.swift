@@ -66,8 +66,14 @@ struct RegexBox: @unchecked Sendable {
 
     init(_ source: String, path: String) throws(TokenizerError) {
         self.source = source
+        // Non-ASCII characters are written as \u{...}: Swift's parser refuses a literal
+        // combining mark after a metacharacter ("[\u{300}-...]"), Oniguruma accepts it.
+        var escaped = ""
+        for c in source.unicodeScalars {
+            if c.isASCII { escaped.unicodeScalars.append(c) } else { escaped += "\\u{\(String(c.value, radix: 16))}" }
+        }
         do {
-            regex = try Regex(source).matchingSemantics(.unicodeScalar)
+            regex = try Regex(escaped).matchingSemantics(.unicodeScalar)
         } catch {
             throw .invalidValue(path: path, problem: "regex not supported: \(error)")
         }

@@ -10,9 +10,10 @@ import Testing
         let expected = try Fixtures.expected(name)
         let corpus = Fixtures.corpus
         #expect(corpus.count >= 2000)
-        #expect(expected.encodings.count == corpus.count)
+        #expect(expected.encodings.count == (name.hasPrefix("variant-") ? (corpus.count + 3) / 4 : corpus.count))
         var compared = 0, failed = 0, specialCompared = 0
-        for (text, e) in zip(corpus, expected.encodings) {
+        for e in expected.encodings {
+            let text = corpus[e.index]
             let ids = tok.encode(text)
             compared += 1
             if ids != e.ids {

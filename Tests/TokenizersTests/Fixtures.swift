@@ -32,9 +32,9 @@ enum Fixtures {
 
     struct Expected {
         var meta: JSONValue
-        /// One per corpus line: ids without special tokens, decode(ids), ids with special
-        /// tokens (every 7th line).
-        var encodings: [(ids: [Int], decoded: String, withSpecial: [Int]?)] = []
+        /// One per corpus line (every 4th for the variant-* fixtures; `index` is the line):
+        /// ids without special tokens, decode(ids), ids with special tokens (some lines).
+        var encodings: [(index: Int, ids: [Int], decoded: String, withSpecial: [Int]?)] = []
         /// Random id sequences: decode with and without skipping special tokens.
         var decodes: [(ids: [Int], decoded: String, skipped: String)] = []
     }
@@ -48,7 +48,8 @@ enum Fixtures {
             if let ids = ints(line["decode"]) {
                 e.decodes.append((ids, line["dec"]?.string ?? "", line["skip"]?.string ?? ""))
             } else if let ids = ints(line["ids"]) {
-                e.encodings.append((ids, line["dec"]?.string ?? "", ints(line["sp"])))
+                let index = line["i"]?.int ?? e.encodings.count
+                e.encodings.append((index, ids, line["dec"]?.string ?? "", ints(line["sp"])))
             }
         }
         return e

@@ -86,3 +86,14 @@ import Testing
         #expect(pieces.map { $0.text.string } == expected)
     }
 }
+
+@Suite struct RegexFallbackTests {
+    /// Patterns that are not GPT-2's or Qwen2's go to Swift `Regex`; escapes in both spellings.
+    @Test(arguments: [#"[\u0300-\u036f]"#, "[\u{300}-\u{36f}]", #"\p{Mn}"#])
+    func combiningMarks(pattern: String) throws {
+        let json = JSONValue.object([("type", .string("Replace")), ("pattern", .object([("Regex", .string(pattern))])),
+                                     ("content", .string(""))])
+        let n = try makeNormalizer(JSONReader(json, path: "normalizer"))
+        #expect(n.normalize(Array("e\u{301}a\u{300}".unicodeScalars)).string == "ea")
+    }
+}
