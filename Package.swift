@@ -33,7 +33,10 @@ let package = Package(
         .target(name: "Tokenizers", dependencies: ["Jinja"]),
         .target(name: "LanguageModel", dependencies: ["TensorCore", "SafeTensors", "Tokenizers"]),
         // Backward passes, losses, optimizers, LoRA: the training engine PKT needs (issue 7).
-        .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "COpenBLAS"]),
+        // Training kernels in C (-O3 even in debug; AVX2 clones chosen at run time).
+        .target(name: "CTrainKernels",
+                cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels"]),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
             "LanguageModel", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
