@@ -600,8 +600,8 @@ def random_expression_templates(count, seed=99):
             expr = f"{a} is {'not ' if rng.random() < 0.3 else ''}{rng.choice(tests)}"
         else:
             expr = f"{a}.{rng.choice(methods)}"
-        cases.append((f"expr_random_{i:03d}", "{{ " + expr + " }}", values))
-    return cases
+        cases.append((f"expr_random_{i:04d}", "{{ " + expr + " }}", "pool"))
+    return cases, values
 
 
 def classify(error):
@@ -710,15 +710,19 @@ def main():
 
     # Unit cases through the exact environment transformers compiles.
     units = []
-    for name, template, context in UNITS + random_whitespace_templates(300) + random_expression_templates(500):
+    expression_cases, pool = random_expression_templates(
+        int(os.environ.get("GRAFT_EXPR_CASES", "2000")), int(os.environ.get("GRAFT_EXPR_SEED", "7")))
+    contexts = {"pool": pool}  # shared by the random expression cases, which name it
+    for name, template, context in UNITS + random_whitespace_templates(300) + expression_cases:
         # Render a copy: jinja2 can mutate its context (`indent` does `s += "\n"` on a list).
-        case = {"name": name, "template": template, "context": copy.deepcopy(context)}
+        values = contexts[context] if isinstance(context, str) else context
+        case = {"name": name, "template": template, "context": context if isinstance(context, str) else copy.deepcopy(context)}
         try:
-            case["expected"] = _compile_jinja_template(template).render(**copy.deepcopy(context))
+            case["expected"] = _compile_jinja_template(template).render(**copy.deepcopy(values))
         except Exception as error:
             case["error"] = error_record(error)
         units.append(case)
-    write("units", {"generator": GENERATOR, "cases": units})
+    write("units", {"generator": GENERATOR, "contexts": contexts, "cases": units})
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ extension Interpreter {
         case "round":
             let precision = args.value(0, "precision")?.integer ?? 0
             let method = args.value(1, "method")?.pythonString ?? "common"
-            if let i = value.integer, case .int = value, method == "common" { return .int(i) }
+            if let i = value.integer, method == "common" { return .int(i) }  // round(int) is an int
             guard let d = value.numeric else { throw TemplateError(.type, "type \(value.typeName) doesn't define __round__ method") }
             let scale = pow(10.0, Double(precision))
             switch method {
@@ -183,6 +183,7 @@ extension Interpreter {
             return .string(indent(text, args))
         case "center":
             let width = args.value(0, "width")?.integer ?? 80
+            try Limits.checkLength(width, "padded string")
             return try callMethod("center", on: .string(value.pythonString), CallArguments(positional: [.int(width)]))
         case "format":
             if !args.keyword.isEmpty { throw TemplateError(.unsupported, "the format filter with keyword arguments is not supported") }
@@ -213,6 +214,10 @@ extension Interpreter {
             var out: [Value] = []
             for item in try iterate(value) {
                 let key = sortKey(try attribute.map { try lookupPath(item, $0) } ?? item, caseSensitive: caseSensitive)
+                switch key {
+                case .array, .object: throw TemplateError(.type, "unhashable type: '\(key.typeName)'")
+                default: break
+                }
                 if !seen.contains(where: { $0.pythonEquals(key) }) {
                     seen.append(key)
                     out.append(item)
@@ -237,6 +242,7 @@ extension Interpreter {
             return total
         case "batch":
             guard let size = args.value(0, "linecount")?.integer, size > 0 else { throw TemplateError(.type, "batch needs a positive size") }
+            try Limits.checkLength(size, "batch")
             let fill = args.value(1, "fill_with")
             let items = try iterate(value)
             var batches: [Value] = []
@@ -299,7 +305,7 @@ extension Interpreter {
     private func indent(_ s: String, _ args: CallArguments) -> String {
         let widthValue = args.value(0, "width") ?? .int(4)
         let indention: String = if case .string(let w) = widthValue { w } else {
-            String(repeating: " ", count: max(0, widthValue.integer ?? 4))
+            String(repeating: " ", count: min(max(0, widthValue.integer ?? 4), 4096))
         }
         let first = bool(args, 1, "first")
         let blank = bool(args, 2, "blank")

@@ -5,7 +5,7 @@ import Foundation
 
 /// `format % args`, for the conversions %s %r %d %i %f %e %g %x %o %c and %%, with flags,
 /// width and precision.
-func printfFormat(_ format: String, _ args: [Value]) throws -> String {
+func printfFormat(_ format: String, _ args: [Value], allowUnused: Bool = false) throws -> String {
     var out = ""
     var scalars = Array(format.unicodeScalars)[...]
     var argIndex = 0
@@ -49,7 +49,7 @@ func printfFormat(_ format: String, _ args: [Value]) throws -> String {
             throw TemplateError(.type, "unsupported format character '\(conversion)'")
         }
     }
-    guard argIndex >= args.count else {
+    guard argIndex >= args.count || allowUnused else {
         throw TemplateError(.type, "not all arguments converted during string formatting")
     }
     return out

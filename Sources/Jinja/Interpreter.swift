@@ -290,7 +290,7 @@ final class Interpreter {
     func callMacro(_ macro: Macro, _ args: CallArguments) throws -> Value {
         depth += 1
         defer { depth -= 1 }
-        guard depth < 200 else { throw TemplateError(.type, "maximum recursion depth exceeded in macro '\(macro.name)'") }
+        guard depth <= Limits.macroDepth else { throw TemplateError(.type, "maximum recursion depth exceeded in macro '\(macro.name)'") }
         let parent = macro.closure.map { closures[$0] } ?? root
         let frame = Frame(parent: parent)
         for (i, parameter) in macro.parameters.enumerated() {
@@ -330,12 +330,12 @@ final class Interpreter {
             default: throw TemplateError(.type, "range expected 1 to 3 arguments, got \(ints.count)")
             }
             guard step != 0 else { throw TemplateError(.type, "range() arg 3 must not be zero") }
-            let values = Array(stride(from: start, to: stop, by: step))
-            // The sandbox's MAX_RANGE.
-            guard values.count <= 100_000 else {
+            // The sandbox's MAX_RANGE, checked before building anything.
+            let span = step > 0 ? Double(stop) - Double(start) : Double(start) - Double(stop)
+            guard (span / Double(abs(step))).rounded(.up) <= 100_000 else {
                 throw TemplateError(.security, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).")
             }
-            return .array(values.map(Value.int))
+            return .array(stride(from: start, to: stop, by: step).map(Value.int))
         case "namespace", "dict":
             var attributes = OrderedObject()
             for value in args.positional {

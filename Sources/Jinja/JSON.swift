@@ -13,6 +13,7 @@ extension Interpreter {
             case .string(let s): options.indent = s
             default:
                 guard let n = indent.integer else { throw TemplateError(.type, "indent must be an int or a string") }
+                try Limits.checkLength(n, "indent")
                 options.indent = String(repeating: " ", count: max(0, n))
             }
         }
@@ -49,6 +50,7 @@ extension Value {
     }
 
     private func writeJSON(into out: inout String, _ options: JSONOptions, level: Int) throws {
+        guard level < Limits.valueDepth else { throw TemplateError(.type, "RecursionError: value nested too deeply for JSON") }
         func newline(_ level: Int) {
             guard let indent = options.indent else { return }
             out += "\n" + String(repeating: indent, count: level)
@@ -136,6 +138,7 @@ extension Value {
 private struct JSONParser {
     let bytes: [UInt8]
     var i = 0
+    var depth = 0
 
     func fail(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: i) }
 
@@ -158,6 +161,9 @@ private struct JSONParser {
     }
 
     mutating func parseValue() throws -> Value {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Limits.valueDepth else { throw fail("nested too deeply") }
         skipSpace()
         guard i < bytes.count else { throw fail("unexpected end") }
         switch bytes[i] {

@@ -94,6 +94,27 @@ struct Lexer {
         return true
     }
 
+    /// The operator starting at `offset`, longest first.
+    private func operatorAt(_ offset: Int) -> String? {
+        let c = source[offset]
+        let next: Unicode.Scalar? = offset + 1 < source.count ? source[offset + 1] : nil
+        switch (c, next) {
+        case ("/", "/"): return "//"
+        case ("*", "*"): return "**"
+        case ("=", "="): return "=="
+        case ("!", "="): return "!="
+        case (">", "="): return ">="
+        case ("<", "="): return "<="
+        default:
+            switch c {
+            case "+", "-", "/", "*", "%", "~", "[", "]", "(", ")", "{", "}", ">", "<", "=", ".", ":", "|", ",", ";":
+                return String(c)
+            default:
+                return nil
+            }
+        }
+    }
+
     private func string(_ range: Range<Int>) -> String {
         var s = String()
         s.unicodeScalars.append(contentsOf: source[range])
@@ -177,6 +198,11 @@ struct Lexer {
     /// Consume a tag end: `+%}` keeps what follows, `-%}` strips all following whitespace, and a
     /// plain block or comment end drops one newline under trim_blocks.
     private mutating func consumeEnd(_ closer: String, at offset: Int, trims: Bool) -> Bool {
+        guard offset < source.count else { return false }
+        switch source[offset] {
+        case "+", "-", "%", "}", "#": break
+        default: return false
+        }
         if trims, starts(with: "+" + closer, at: offset) {
             pos = offset + 1 + closer.unicodeScalars.count
             lineStarting = false
@@ -244,11 +270,6 @@ struct Lexer {
         throw error("Missing end of raw directive", at: start)
     }
 
-    private static let operators: [String] = [
-        "//", "**", "==", "!=", ">=", "<=",
-        "+", "-", "/", "*", "%", "~", "[", "]", "(", ")", "{", "}", ">", "<", "=", ".", ":", "|", ",", ";",
-    ]
-
     private mutating func lexTag(isBlock: Bool, start: Int) throws {
         var balance: [Unicode.Scalar] = []
         while true {
@@ -265,15 +286,15 @@ struct Lexer {
             let c = source[pos]
             if isPythonWhitespace(c) {
                 pos += 1
-            } else if c.properties.numericType == .decimal, c.isASCII {
+            } else if ("0"..."9").contains(c) {
                 try lexNumber()
-            } else if c == "_" || c.properties.isXIDStart {
+            } else if Lexer.isNameStart(c) {
                 let begin = pos
-                while pos < source.count, source[pos] == "_" || source[pos].properties.isXIDContinue { pos += 1 }
+                while pos < source.count, Lexer.isNameContinue(source[pos]) { pos += 1 }
                 emit(.name(string(begin..<pos)), at: begin)
             } else if c == "'" || c == "\"" {
                 try lexString()
-            } else if let op = Lexer.operators.first(where: { starts(with: $0, at: pos) }) {
+            } else if let op = operatorAt(pos) {
                 let begin = pos
                 pos += op.unicodeScalars.count
                 switch op {
@@ -294,7 +315,18 @@ struct Lexer {
         }
     }
 
-    private func isDigit(_ i: Int) -> Bool { i < source.count && source[i].isASCII && source[i].properties.numericType == .decimal }
+    private func isDigit(_ i: Int) -> Bool { i < source.count && ("0"..."9").contains(source[i]) }
+
+    /// Python identifiers: ASCII fast path, then Unicode XID properties.
+    static func isNameStart(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII { return ("a"..."z").contains(c) || ("A"..."Z").contains(c) || c == "_" }
+        return c.properties.isXIDStart
+    }
+
+    static func isNameContinue(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII { return ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "_" }
+        return c.properties.isXIDContinue
+    }
 
     /// Digits with optional single underscores between them: `(\d+_)*\d+`.
     private func digitRun(_ i: Int) -> Int? {
@@ -306,8 +338,16 @@ struct Lexer {
 
     private mutating func lexNumber() throws {
         let begin = pos
-        let radixPrefixes: [(String, Int)] = [("0x", 16), ("0X", 16), ("0o", 8), ("0O", 8), ("0b", 2), ("0B", 2)]
-        for (prefix, radix) in radixPrefixes where starts(with: prefix, at: pos) {
+        var radixPrefix: (String, Int)?
+        if source[pos] == "0", pos + 1 < source.count {
+            switch source[pos + 1] {
+            case "x", "X": radixPrefix = ("0x", 16)
+            case "o", "O": radixPrefix = ("0o", 8)
+            case "b", "B": radixPrefix = ("0b", 2)
+            default: break
+            }
+        }
+        if let (_, radix) = radixPrefix {
             var j = pos + 2
             while j < source.count, source[j] == "_" || Int(String(source[j]), radix: radix) != nil { j += 1 }
             let digits = string((pos + 2)..<j).replacingAll("_", "")
@@ -333,7 +373,8 @@ struct Lexer {
                 isFloat = true
             }
         }
-        let text = string(begin..<end).replacingAll("_", "")
+        var text = string(begin..<end)
+        if text.contains("_") { text = text.replacingAll("_", "") }
         pos = end
         if isFloat {
             guard let value = Double(text) else { throw error("invalid float literal \(text)", at: begin) }

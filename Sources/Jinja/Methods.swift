@@ -152,6 +152,7 @@ extension Interpreter {
             return .string(!b.isEmpty && b.count <= a.count && Array(a.suffix(b.count)) == b ? scalarString(a.dropLast(b.count)) : s)
         case "zfill", "center", "ljust", "rjust":
             let width = args.value(0, "width")?.integer ?? 0
+            try Limits.checkLength(width, "padded string")
             let fill = (try stringArgument(args, 1, "fillchar")) ?? (name == "zfill" ? "0" : " ")
             let length = s.unicodeScalars.count
             guard width > length else { return .string(s) }

@@ -22,6 +22,15 @@ extension Interpreter {
 
     func binary(_ op: String, _ left: Value, _ right: Value) throws -> Value {
         if op == "~" { return .string(left.pythonString + right.pythonString) }
+        if op == "%", case .string(let format) = left {
+            // Python: a tuple gives the arguments; a list, dict or Undefined (all have __getitem__)
+            // is one argument that may go unused; anything else is one argument that must be used.
+            switch right {
+            case .tuple(let items): return .string(try printfFormat(format, items))
+            case .array, .object, .undefined: return .string(try printfFormat(format, [right], allowUnused: true))
+            default: return .string(try printfFormat(format, [right]))
+            }
+        }
         if case .undefined(let hint) = left { throw TemplateError(.undefined, hint) }
         if case .undefined(let hint) = right { throw TemplateError(.undefined, hint) }
         let unsupported = TemplateError(.type,
@@ -49,7 +58,10 @@ extension Interpreter {
                 let r = a % b
                 return .int(r != 0 && (r < 0) != (b < 0) ? r + b : r)
             case "**":
-                if b < 0 { return .double(pow(Double(a), Double(b))) }
+                if b < 0 {
+                    guard a != 0 else { throw TemplateError(.type, "0.0 cannot be raised to a negative power") }
+                    return .double(pow(Double(a), Double(b)))
+                }
                 var result = 1, base = a, exponent = b
                 while exponent > 0 {
                     if exponent & 1 == 1 {
@@ -82,8 +94,11 @@ extension Interpreter {
             case "%":
                 guard b != 0 else { throw TemplateError(.type, "float modulo") }
                 let r = fmod(a, b)
-                return .double(r != 0 && (r < 0) != (b < 0) ? r + b : r)
-            case "**": return .double(pow(a, b))
+                if r == 0 { return .double(copysign(0, b)) }
+                return .double((r < 0) != (b < 0) ? r + b : r)
+            case "**":
+                guard a != 0 || b >= 0 else { throw TemplateError(.type, "0.0 cannot be raised to a negative power") }
+                return .double(pow(a, b))
             default: throw unsupported
             }
         }
@@ -91,21 +106,18 @@ extension Interpreter {
         case ("+", .string(let a), .string(let b)): return .string(a + b)
         case ("+", .array(let a), .array(let b)): return .array(a + b)
         case ("+", .tuple(let a), .tuple(let b)): return .tuple(a + b)
-        case ("*", .string(let s), _):
-            guard let n = right.integer else { throw unsupported }
-            return .string(String(repeating: s, count: max(0, n)))
-        case ("*", _, .string(let s)):
-            guard let n = left.integer else { throw unsupported }
-            return .string(String(repeating: s, count: max(0, n)))
-        case ("*", .array(let a), _):
-            guard let n = right.integer else { throw unsupported }
-            return .array(Array([[Value]](repeating: a, count: max(0, n)).joined()))
-        case ("*", _, .array(let a)):
-            guard let n = left.integer else { throw unsupported }
-            return .array(Array([[Value]](repeating: a, count: max(0, n)).joined()))
-        case ("%", .string(let format), _):
-            let args: [Value] = if case .tuple(let items) = right { items } else { [right] }
-            return .string(try printfFormat(format, args))
+        case ("*", .string(let s), _), ("*", _, .string(let s)):
+            guard let n = (left.integer ?? right.integer) else { throw unsupported }
+            let count = max(0, n)
+            let (total, overflow) = s.unicodeScalars.count.multipliedReportingOverflow(by: count)
+            try Limits.checkLength(overflow ? Int.max : total, "string")
+            return .string(total == 0 ? "" : String(repeating: s, count: count))
+        case ("*", .array(let a), _), ("*", _, .array(let a)):
+            guard let n = (left.integer ?? right.integer) else { throw unsupported }
+            let count = max(0, n)
+            let (total, overflow) = a.count.multipliedReportingOverflow(by: count)
+            try Limits.checkLength(overflow ? Int.max : total, "list")
+            return .array(total == 0 ? [] : Array([[Value]](repeating: a, count: count).joined()))
         default:
             throw unsupported
         }

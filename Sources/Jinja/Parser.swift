@@ -8,6 +8,13 @@ struct Parser {
     /// Names of the blocks now open, innermost last, for "unexpected end of template" messages.
     private var openBlocks: [String] = []
     private var loopDepth = 0
+    /// Current nesting of expressions and blocks, against `Limits.nesting`.
+    private var nesting = 0
+
+    private mutating func enter() throws {
+        nesting += 1
+        guard nesting <= Limits.nesting else { throw fail("template nested too deeply (over \(Limits.nesting) levels)") }
+    }
 
     init(tokens: [Token]) {
         self.tokens = tokens
@@ -145,6 +152,8 @@ struct Parser {
 
     private mutating func parseStatement(begin: Token) throws -> Statement {
         guard case .name(let keyword) = current.kind else { throw fail("tag name expected") }
+        try enter()
+        defer { nesting -= 1 }
         let make = { (kind: Statement.Kind) in Statement(kind: kind, line: begin.line, column: begin.column) }
         openBlocks.append(keyword)
         defer { openBlocks.removeLast() }
@@ -341,8 +350,13 @@ struct Parser {
     }
 
     private mutating func parseExpression() throws -> Expression {
+        try enter()
+        defer { nesting -= 1 }
         var expr = try parseOr()
+        let saved = nesting
+        defer { nesting = saved }
         while skipName("if") {
+            try enter()
             let test = try parseOr()
             let otherwise: Expression? = skipName("else") ? try parseExpression() : nil
             expr = .conditional(test: test, then: expr, otherwise: otherwise)
@@ -352,18 +366,32 @@ struct Parser {
 
     private mutating func parseOr() throws -> Expression {
         var left = try parseAnd()
-        while skipName("or") { left = .binary("or", left, try parseAnd()) }
+        let saved = nesting
+        defer { nesting = saved }
+        while skipName("or") {
+            try enter()
+            left = .binary("or", left, try parseAnd())
+        }
         return left
     }
 
     private mutating func parseAnd() throws -> Expression {
         var left = try parseNot()
-        while skipName("and") { left = .binary("and", left, try parseNot()) }
+        let saved = nesting
+        defer { nesting = saved }
+        while skipName("and") {
+            try enter()
+            left = .binary("and", left, try parseNot())
+        }
         return left
     }
 
     private mutating func parseNot() throws -> Expression {
-        if skipName("not") { return .unary("not", try parseNot()) }
+        if skipName("not") {
+            try enter()
+            defer { nesting -= 1 }
+            return .unary("not", try parseNot())
+        }
         return try parseCompare()
     }
 
@@ -389,7 +417,10 @@ struct Parser {
 
     private mutating func parseMath1() throws -> Expression {
         var left = try parseConcat()
+        let saved = nesting
+        defer { nesting = saved }
         while case .op(let o) = current.kind, o == "+" || o == "-" {
+            try enter()
             _ = advance()
             left = .binary(o, left, try parseConcat())
         }
@@ -398,13 +429,21 @@ struct Parser {
 
     private mutating func parseConcat() throws -> Expression {
         var left = try parseMath2()
-        while skipOp("~") { left = .binary("~", left, try parseMath2()) }
+        let saved = nesting
+        defer { nesting = saved }
+        while skipOp("~") {
+            try enter()
+            left = .binary("~", left, try parseMath2())
+        }
         return left
     }
 
     private mutating func parseMath2() throws -> Expression {
         var left = try parsePow()
+        let saved = nesting
+        defer { nesting = saved }
         while case .op(let o) = current.kind, ["*", "/", "//", "%"].contains(o) {
+            try enter()
             _ = advance()
             left = .binary(o, left, try parsePow())
         }
@@ -413,11 +452,18 @@ struct Parser {
 
     private mutating func parsePow() throws -> Expression {
         var left = try parseUnary()
-        while skipOp("**") { left = .binary("**", left, try parseUnary()) }
+        let saved = nesting
+        defer { nesting = saved }
+        while skipOp("**") {
+            try enter()
+            left = .binary("**", left, try parseUnary())
+        }
         return left
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws -> Expression {
+        try enter()
+        defer { nesting -= 1 }
         var node: Expression
         if skipOp("-") {
             node = .unary("-", try parseUnary(withFilter: false))
@@ -489,7 +535,10 @@ struct Parser {
 
     private mutating func parsePostfix(_ start: Expression) throws -> Expression {
         var node = start
+        let saved = nesting
+        defer { nesting = saved }
         while true {
+            try enter()
             if skipOp(".") {
                 let token = advance()
                 switch token.kind {
@@ -584,9 +633,15 @@ struct Parser {
 
     private mutating func parseFilterExpression(_ start: Expression) throws -> Expression {
         var node = start
+        let saved = nesting
+        defer { nesting = saved }
         while true {
+            try enter()
             if isOp("|") {
-                for filter in try parseFilterChain() { node = .filter(node, filter) }
+                for filter in try parseFilterChain() {
+                    try enter()
+                    node = .filter(node, filter)
+                }
             } else if isName("is") {
                 _ = advance()
                 let negated = skipName("not")

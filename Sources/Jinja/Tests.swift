@@ -29,7 +29,11 @@ extension Interpreter {
         case "number": return value.numeric != nil
         case "string": if case .string = value { return true } else { return false }
         case "mapping": if case .object = value { return true } else { return false }
-        case "callable": if case .callable = value { return true } else { return false }
+        case "callable":
+            switch value {
+            case .callable, .undefined: return true  // Undefined defines __call__ (to raise)
+            default: return false
+            }
         case "escaped": return false
         case "iterable":
             switch value {
@@ -38,14 +42,13 @@ extension Interpreter {
             }
         case "sequence":
             switch value {
-            case .string, .array, .tuple, .object: return true
+            case .string, .array, .tuple, .object, .undefined: return true
             default: return false
             }
         case "odd", "even":
-            if case .undefined(let hint) = value { throw TemplateError(.undefined, hint) }
-            guard let i = value.integer else { throw TemplateError(.type, "not all arguments converted during string formatting") }
-            let odd = ((i % 2) + 2) % 2 == 1
-            return name == "odd" ? odd : !odd
+            // jinja2: value % 2 == 1 (odd) and value % 2 == 0 (even), so 2.5 is neither.
+            let r = try binary("%", value, .int(2))
+            return r.pythonEquals(.int(name == "odd" ? 1 : 0))
         case "divisibleby":
             if case .undefined(let hint) = value { throw TemplateError(.undefined, hint) }
             let r = try binary("%", value, try argument())

@@ -202,7 +202,13 @@ extension Value {
     }
 
     /// Python `repr(x)`: how values print inside lists and dicts.
-    var pythonRepr: String {
+    var pythonRepr: String { repr(depth: 0) }
+
+    /// Past `Limits.valueDepth` levels Python raises RecursionError; this prints "..." instead of
+    /// overflowing the stack.
+    private func repr(depth: Int) -> String {
+        guard depth < Limits.valueDepth else { return "..." }
+        let pythonRepr = { (v: Value) in v.repr(depth: depth + 1) }
         switch self {
         case .undefined: return "Undefined"
         case .none: return "None"
@@ -210,12 +216,12 @@ extension Value {
         case .int(let i): return String(i)
         case .double(let d): return pythonFloatRepr(d)
         case .string(let s): return pythonStringRepr(s)
-        case .array(let a): return "[" + a.map(\.pythonRepr).joined(separator: ", ") + "]"
+        case .array(let a): return "[" + a.map(pythonRepr).joined(separator: ", ") + "]"
         case .tuple(let a):
-            if a.count == 1 { return "(" + a[0].pythonRepr + ",)" }
-            return "(" + a.map(\.pythonRepr).joined(separator: ", ") + ")"
+            if a.count == 1 { return "(" + pythonRepr(a[0]) + ",)" }
+            return "(" + a.map(pythonRepr).joined(separator: ", ") + ")"
         case .object(let o):
-            return "{" + o.pairs.map { pythonStringRepr($0.key) + ": " + $0.value.pythonRepr }
+            return "{" + o.pairs.map { pythonStringRepr($0.key) + ": " + pythonRepr($0.value) }
                 .joined(separator: ", ") + "}"
         case .namespace: return "<Namespace>"
         case .callable(let c):

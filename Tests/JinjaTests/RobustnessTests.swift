@@ -90,3 +90,46 @@ import Tokenizers
         #expect(out == "Ada has 5 items: x, 2, 3.5, True, None")
     }
 }
+
+/// Hostile templates end in a TemplateError, not a stack overflow or a failed allocation.
+@Suite struct ResourceLimitTests {
+    func expectError(_ source: String, _ context: [String: Value] = [:], sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(throws: TemplateError.self, sourceLocation: sourceLocation) { try Template(source).render(context) }
+    }
+
+    @Test func deepNestingIsRefused() {
+        expectError("{{ " + String(repeating: "(", count: 20_000) + "1" + String(repeating: ")", count: 20_000) + " }}")
+        expectError("{{ " + String(repeating: "[", count: 20_000) + " }}")
+        expectError("{{ 1" + String(repeating: " + 1", count: 20_000) + " }}")
+        expectError("{{ x" + String(repeating: ".a", count: 20_000) + " }}")
+        expectError("{{ x" + String(repeating: " | trim", count: 20_000) + " }}")
+        expectError("{{ " + String(repeating: "not ", count: 20_000) + "x }}")
+        expectError("{{ " + String(repeating: "-", count: 20_000) + "1 }}")
+        expectError(String(repeating: "{% if true %}", count: 20_000))
+    }
+
+    @Test func nestingRealTemplatesUseIsAccepted() throws {
+        let source = "{{ " + String(repeating: "(", count: 40) + "1" + String(repeating: ")", count: 40) + " }}"
+            + "{{ 'a'" + String(repeating: " ~ 'a'", count: 60) + " }}"
+            + String(repeating: "{% if true %}", count: 30) + "x" + String(repeating: "{% endif %}", count: 30)
+        #expect(try Template(source).render([:]).hasSuffix("x"))
+    }
+
+    @Test func hugeResultsAreRefused() {
+        expectError("{{ 'abc' * 10 ** 12 }}")
+        expectError("{{ [1, 2] * 10 ** 12 }}")
+        expectError("{{ 'x'.center(10 ** 12) }}")
+        expectError("{{ 'x' | center(10 ** 12) }}")
+        expectError("{{ [1] | tojson(indent=10 ** 12) }}")
+        expectError("{{ range(10 ** 9) | list }}")
+    }
+
+    @Test func runawayRecursionIsRefused() {
+        expectError("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+        // A value nested far deeper than anything printable.
+        let deep = "{% set ns = namespace(v=[]) %}{% for i in range(5000) %}{% set ns.v = [ns.v] %}{% endfor %}"
+        #expect(throws: TemplateError.self) { try Template(deep + "{{ ns.v | tojson }}").render([:]) }
+        #expect((try? Template(deep + "{{ ns.v }}").render([:])) != nil)
+        #expect(throws: Jinja.JSONParseError.self) { try Value(json: String(repeating: "[", count: 20_000)) }
+    }
+}
