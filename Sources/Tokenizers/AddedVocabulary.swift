@@ -88,7 +88,6 @@ struct AddedVocabulary: Sendable {
         let order = tokens.indices.filter { tokens[$0].special } + tokens.indices.filter { !tokens[$0].special }
         for k in order where !tokens[k].content.isEmpty {
             let t = tokens[k]
-            // A later token with the same content replaces the earlier one's id.
             if t.normalized {
                 var pattern = Array(t.content.unicodeScalars)
                 if let n = normalizer { pattern = n.normalize(pattern) }

@@ -15,8 +15,9 @@ public final class Tokenizer: Sendable {
 
     /// `tokenizer_config.json` as parsed (an empty object when the file is absent).
     public let config: JSONValue
-    /// The chat template: `chat_template.jinja` beside the files, else `chat_template` in
-    /// tokenizer_config.json (for a list of named templates, the one named "default").
+    /// The chat template: `chat_template.jinja` (or the older `chat_template.json`) beside the
+    /// files, else `chat_template` in tokenizer_config.json (for a list of named templates, the
+    /// one named "default").
     public let chatTemplate: String?
     /// Distinct tokens in the model vocabulary and the added tokens (tokenizers'
     /// `get_vocab_size(with_added_tokens: true)`).
@@ -41,8 +42,12 @@ public final class Tokenizer: Sendable {
         }
         let configPath = dir.appendingPathComponent("tokenizer_config.json").path
         let config = FileManager.default.contents(atPath: configPath)
+        // transformers ≥ 4.50 writes chat_template.jinja; 4.43–4.49 wrote chat_template.json.
         let templatePath = dir.appendingPathComponent("chat_template.jinja").path
-        let template = FileManager.default.contents(atPath: templatePath).map { String(decoding: $0, as: UTF8.self) }
+        var template = FileManager.default.contents(atPath: templatePath).map { String(decoding: $0, as: UTF8.self) }
+        if template == nil, let data = FileManager.default.contents(atPath: dir.appendingPathComponent("chat_template.json").path) {
+            template = (try? JSONValue.parse(data))?["chat_template"]?.string
+        }
         try self.init(json: json, config: config, chatTemplate: template, jsonName: jsonPath, configName: configPath)
     }
 

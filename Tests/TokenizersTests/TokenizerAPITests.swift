@@ -64,6 +64,23 @@ import Testing
         #expect(tok.chatTemplate == "D")
     }
 
+    /// One tokenizer shared by several threads (its word cache is the only shared state).
+    @Test func concurrentEncodesAgree() async throws {
+        let tok = try TokenizerCache.load("smollm2")
+        let corpus = Array(Fixtures.corpus.prefix(300))
+        let expected = corpus.map { tok.encode($0) }
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for k in 0..<4 {
+                group.addTask {
+                    let order = k % 2 == 0 ? Array(corpus.indices) : corpus.indices.reversed()
+                    return order.allSatisfy { tok.encode(corpus[$0]) == expected[$0] }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results == [true, true, true, true])
+    }
+
     @Test func emptyAndUnknown() throws {
         let tok = try TokenizerCache.load("qwen2.5")
         #expect(tok.encode("") == [])
