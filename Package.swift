@@ -55,7 +55,9 @@ let package = Package(
         .testTarget(name: "JinjaTests", dependencies: ["Jinja", "Tokenizers"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "LanguageModel", "Tokenizers"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "LanguageModel", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],

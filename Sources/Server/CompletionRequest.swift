@@ -20,6 +20,8 @@ struct CompletionRequest {
     var logprobs: Int?
     var echo = false
     var returnTokenIDs = false
+    /// vLLM's extension: generate through end-of-sequence tokens (fixed lengths for benchmarks).
+    var ignoreEOS = false
 
     /// Reads and checks every field; unknown fields are ignored, as OpenAI's server does.
     init(kind: CompletionKind, body: JSONValue, options: ServerOptions) throws(APIError) {
@@ -56,6 +58,7 @@ struct CompletionRequest {
             }
         }
         returnTokenIDs = try body.optionalBool("return_token_ids") ?? false
+        ignoreEOS = try body.optionalBool("ignore_eos") ?? false
 
         var p = SamplingParameters()
         var maxTokens = try body.optionalInt("max_tokens")

@@ -217,7 +217,7 @@ final class Connection: @unchecked Sendable {
         let declared = parser.pointee.content_length
         if declared != UInt64.max && declared > UInt64(server.options.maxBodyBytes) {
             refusal = tooLarge()
-            return 1
+            return -1   // for this callback 1 means "no body"; any other nonzero is an error
         }
         return 0
     }

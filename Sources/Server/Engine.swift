@@ -179,6 +179,7 @@ final class Engine: @unchecked Sendable {
             tasks.removeAll()
             cancelled.removeAll()
             let abort = abortAll
+            abortAll = false
             condition.unlock()
 
             for task in newTasks { task() }
@@ -196,7 +197,10 @@ final class Engine: @unchecked Sendable {
             }
             if !toCancel.isEmpty { cancel(toCancel) }
             admit()
-            if !live.isEmpty { step() }
+            if !live.isEmpty {
+                step()
+                if options.stepDelay > 0 { Thread.sleep(forTimeInterval: options.stepDelay) }
+            }
             publishGauges()
         }
     }
@@ -419,7 +423,7 @@ final class Engine: @unchecked Sendable {
     private func emitNext(_ s: EngineSequence, logits: [Float], now: UInt64) {
         let job = s.active.job
         let token = s.sampler.sample(logits, history: s.history)
-        if stopTokens.contains(token) || job.parameters.stopTokens.contains(token) {
+        if (!job.ignoreEOS && stopTokens.contains(token)) || job.parameters.stopTokens.contains(token) {
             finish(s, reason: "stop")
             return
         }

@@ -23,6 +23,8 @@ struct GenerationJob: Sendable {
     let logprobs: Int?
     /// Return the prompt (and, with `logprobs`, every prompt token's log-prob) before the completion.
     let echo: Bool
+    /// Keep generating through the model's end-of-sequence tokens.
+    var ignoreEOS = false
     let sink: any JobSink
     /// When the request was submitted (uptime nanoseconds), for time to first token.
     let submitted: UInt64

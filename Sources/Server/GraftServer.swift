@@ -180,7 +180,7 @@ public final class GraftServer: @unchecked Sendable {
         for (i, prompt) in request.prompts.enumerated() {
             let job = GenerationJob(id: firstJob + i, prompt: prompt, parameters: request.parameters, n: request.n,
                                     choiceBase: i * request.n, logprobs: request.logprobs, echo: request.echo,
-                                    sink: responder, submitted: now)
+                                    ignoreEOS: request.ignoreEOS, sink: responder, submitted: now)
             if let refusal = engine.submit(job) {
                 for id in firstJob..<(firstJob + i) { engine.cancel(job: id) }
                 return exchange.respond(error: refusal)

@@ -41,6 +41,9 @@ public struct ServerOptions: Sendable {
     public var shutdownGrace = 10.0
     /// Log one line per request.
     public var logRequests = true
+    /// Seconds the engine sleeps after each step: tests use it to keep a tiny model's
+    /// sequences alive long enough to queue, cancel or shut down under them. 0 in service.
+    public var stepDelay = 0.0
 
     public init(modelDirectory: String) {
         self.modelDirectory = modelDirectory

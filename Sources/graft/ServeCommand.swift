@@ -29,8 +29,20 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Seconds a response write may stall (clients that stop reading).") var writeTimeout = 30.0
     @Option(help: "Seconds in-flight requests get after SIGINT/SIGTERM.") var shutdownGrace = 10.0
     @Flag(help: "Do not log one line per request.") var quiet = false
+    @Option(help: ArgumentHelp("Measure the engine's batched decode alone at these batch sizes (tokens/s as JSON), then exit.",
+                               visibility: .hidden))
+    var engineBenchmark: String?
 
     func run() throws {
+        if let sizes = engineBenchmark {
+            var figures: [String] = []
+            for size in sizes.split(separator: ",").compactMap({ Int($0) }) {
+                let tps = try measureBatchedDecode(modelDirectory: model, threads: threads, batch: size)
+                figures.append("\"\(size)\": \(String(format: "%.1f", tps))")
+            }
+            print("{" + figures.joined(separator: ", ") + "}")
+            return
+        }
         var o = ServerOptions(modelDirectory: model)
         o.host = host
         o.port = port
