@@ -5,10 +5,13 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { LEVEL_UNSET = -1, LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_AVX512 = 2 };
 static _Atomic int gk_level = LEVEL_UNSET;
+// A per-thread override (tests and benchmarks compare ISAs without touching other threads).
+static _Thread_local int gk_thread_level = LEVEL_UNSET;
 
 static int detect_level(void) {
     gk_cpu_features f = gk_detect_cpu();
@@ -18,6 +21,7 @@ static int detect_level(void) {
 }
 
 static inline int level(void) {
+    if (gk_thread_level != LEVEL_UNSET) return gk_thread_level;
     int l = atomic_load_explicit(&gk_level, memory_order_relaxed);
     if (l == LEVEL_UNSET) {
         l = detect_level();
@@ -40,9 +44,11 @@ int gk_force_kernels(const char *name) {
              : strcmp(name, "avx2") == 0 ? LEVEL_AVX2
              : strcmp(name, "scalar") == 0 ? LEVEL_SCALAR : -2;
     if (want == -2 || want > detect_level()) return 0;
-    atomic_store(&gk_level, want);
+    gk_thread_level = name == NULL ? LEVEL_UNSET : want;
     return 1;
 }
+
+int gk_current_level(void) { return level(); }
 
 // ---------------------------------------------------------------------------------------------
 // Scalar element access (unaligned-safe).
@@ -141,10 +147,79 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
 }
 
+// Many tokens (prefill, batched decode): the weight rows of a block are widened once into an
+// f32 panel (zero-padded to a multiple of 16) and reused for every token of a token block, so
+// the widening and the weight reads are amortised. Per output element the operations are the
+// ones tile512 does (same chunks, same zeros in the tail lanes, same final reduction), so the
+// result is bit-identical to the direct path.
+INLINE512 void ptile512(int R, int J, float *out, size_t ldo, const float *x, size_t ldx,
+                        const float *panel, size_t pcols, size_t cols, size_t r) {
+    __m512 acc[4][6];
+    for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= cols; k += 16) {
+        __m512 wv[4];
+        for (int a = 0; a < R; a++) wv[a] = _mm512_load_ps(panel + a * pcols + k);
+        for (int b = 0; b < J; b++) {
+            __m512 xv = _mm512_loadu_ps(x + b * ldx + k);
+            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+        }
+    }
+    if (k < cols) {
+        __mmask16 m = (__mmask16)((1u << (cols - k)) - 1);
+        __m512 wv[4];
+        for (int a = 0; a < R; a++) wv[a] = _mm512_load_ps(panel + a * pcols + k);
+        for (int b = 0; b < J; b++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + k);
+            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+        }
+    }
+    for (int a = 0; a < R; a++)
+        for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
+}
+
+#define PTILE_J(R, J, ...) switch (J) {                                                         \
+    case 6: ptile512(R, 6, __VA_ARGS__); break; case 5: ptile512(R, 5, __VA_ARGS__); break;     \
+    case 4: ptile512(R, 4, __VA_ARGS__); break; case 3: ptile512(R, 3, __VA_ARGS__); break;     \
+    case 2: ptile512(R, 2, __VA_ARGS__); break; default: ptile512(R, 1, __VA_ARGS__); break; }
+
+T512 static void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
+                          const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
+    const size_t es = esize(t), rb = cols * es;
+    const size_t pcols = (cols + 15) & ~(size_t)15;
+    float *panel = aligned_alloc(64, 4 * pcols * sizeof(float));
+    if (!panel) return;
+    // Token block: keep its activations (TB × cols f32) within about 1 MiB of L2.
+    size_t tb = (1u << 20) / (cols * sizeof(float));
+    tb = tb < 6 ? 6 : tb > 96 ? 96 : tb - tb % 6;
+    for (size_t j0 = 0; j0 < n; j0 += tb) {
+        size_t jn = n - j0 < tb ? n - j0 : tb;
+        for (size_t r = r0; r < r1;) {
+            int R = r1 - r >= 4 ? 4 : 1;
+            for (int a = 0; a < R; a++) {
+                const char *row = w + (r + a) * rb;
+                float *dst = panel + a * pcols;
+                size_t k = 0;
+                for (; k + 16 <= cols; k += 16) _mm512_store_ps(dst + k, ld512(t, row + k * es, 0, 0));
+                if (k < cols) _mm512_store_ps(dst + k, ld512(t, row + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
+            }
+            for (size_t j = j0; j < j0 + jn; j += 6) {
+                size_t J = j0 + jn - j < 6 ? j0 + jn - j : 6;
+                if (R == 4) { PTILE_J(4, J, out + j * ldo, ldo, x + j * ldx, ldx, panel, pcols, cols, r) }
+                else { PTILE_J(1, J, out + j * ldo, ldo, x + j * ldx, ldx, panel, pcols, cols, r) }
+            }
+            r += R;
+        }
+    }
+    free(panel);
+}
+
+// Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time.
 #define DEF512(NAME, T)                                                                        \
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
                           size_t cols, size_t n, size_t r0, size_t r1) {                       \
         const char *w = (const char *)wp;                                                      \
+        if (n >= 4) { panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1); return; }             \
         const size_t rb = cols * esize(T);                                                     \
         for (size_t j = 0; j < n; j += 4) {                                                    \
             size_t J = n - j < 4 ? n - j : 4;                                                  \
@@ -152,13 +227,11 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
             const float *xj = x + j * ldx;                                                     \
             size_t r = r0;                                                                     \
             for (; r + 4 <= r1; r += 4) switch (J) {                                           \
-                case 4: tile512(T, 4, 4, o, ldo, xj, ldx, w, rb, cols, r); break;              \
                 case 3: tile512(T, 4, 3, o, ldo, xj, ldx, w, rb, cols, r); break;              \
                 case 2: tile512(T, 4, 2, o, ldo, xj, ldx, w, rb, cols, r); break;              \
                 default: tile512(T, 4, 1, o, ldo, xj, ldx, w, rb, cols, r); break;             \
                 }                                                                              \
             for (; r < r1; r++) switch (J) {                                                   \
-                case 4: tile512(T, 1, 4, o, ldo, xj, ldx, w, rb, cols, r); break;              \
                 case 3: tile512(T, 1, 3, o, ldo, xj, ldx, w, rb, cols, r); break;              \
                 case 2: tile512(T, 1, 2, o, ldo, xj, ldx, w, rb, cols, r); break;              \
                 default: tile512(T, 1, 1, o, ldo, xj, ldx, w, rb, cols, r); break;             \
@@ -254,8 +327,14 @@ DEF256(mm256_f16, GK_F16)
 
 void gk_matmul(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
                const void *w, size_t cols, size_t n, size_t r0, size_t r1) {
+    gk_matmul_at(level(), t, out, ldo, x, ldx, w, cols, n, r0, r1);
+}
+
+void gk_matmul_at(int lvl, gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
+                  const void *w, size_t cols, size_t n, size_t r0, size_t r1) {
     if (n == 0 || r1 <= r0) return;
-    switch (level()) {
+    if (lvl > detect_level() || lvl < LEVEL_SCALAR) lvl = detect_level();
+    switch (lvl) {
     case LEVEL_AVX512:
         switch (t) {
         case GK_BF16: mm512_bf16(out, ldo, x, ldx, w, cols, n, r0, r1); return;

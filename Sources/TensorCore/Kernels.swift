@@ -10,14 +10,15 @@ public func matmul(_ out: UnsafeMutablePointer<Float>, ldo: Int,
     guard n > 0 else { return }
     // Chunks of whole 16-row blocks keep the tiles full; tiny matrices run on one thread.
     let work = w.rows * w.cols * max(n, 1)
+    let level = gk_current_level()   // the submitting thread's kernels, also on the workers
     if work < 1 << 16 || pool.threads == 1 {
-        gk_matmul(w.kernelType, out, ldo, x, ldx, w.base, w.cols, n, 0, w.rows)
+        gk_matmul_at(level, w.kernelType, out, ldo, x, ldx, w.base, w.cols, n, 0, w.rows)
         return
     }
     let t = w.kernelType
     nonisolated(unsafe) let o = out
     pool.parallelFor(w.rows, granularity: 16) { range in
-        gk_matmul(t, o, ldo, x, ldx, w.base, w.cols, n, range.lowerBound, range.upperBound)
+        gk_matmul_at(level, t, o, ldo, x, ldx, w.base, w.cols, n, range.lowerBound, range.upperBound)
     }
 }
 
@@ -44,7 +45,8 @@ public func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Floa
     gk_swiglu(gate, up, count)
 }
 
-/// Forces a kernel family for tests/benchmarks ("avx512", "avx2", "scalar"; nil = detect).
+/// Forces a kernel family on the calling thread for tests/benchmarks ("avx512", "avx2",
+/// "scalar"; nil = detect). Other threads keep theirs.
 @discardableResult
 public func forceKernels(_ name: String?) -> Bool {
     if let name { return name.withCString { gk_force_kernels($0) } != 0 }

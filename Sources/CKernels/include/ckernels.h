@@ -13,9 +13,12 @@ typedef struct {
 gk_cpu_features gk_detect_cpu(void);
 /// Name of the kernel family chosen for this CPU ("avx512", "avx2", "scalar").
 const char *gk_kernel_name(void);
-/// Force a kernel family ("avx512", "avx2", "scalar"; NULL = detect). Returns 0 when the CPU
-/// lacks it. For tests and benchmarks that compare paths.
+/// Force a kernel family on the calling thread ("avx512", "avx2", "scalar"; NULL = back to the
+/// detected one). Returns 0 when the CPU lacks it. For tests and benchmarks that compare paths;
+/// other threads are unaffected (pass `gk_current_level()` to `gk_matmul_at` on workers).
 int gk_force_kernels(const char *name);
+/// The kernel level the calling thread uses (its override, or the detected one).
+int gk_current_level(void);
 
 /// Weight element types understood by the matmul kernels.
 typedef enum { GK_F32 = 0, GK_BF16 = 1, GK_F16 = 2 } gk_dtype;
@@ -27,6 +30,10 @@ typedef enum { GK_F32 = 0, GK_BF16 = 1, GK_F16 = 2 } gk_dtype;
 /// bit-identical outputs alone or in any batch. W may be unaligned.
 void gk_matmul(gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ldx,
                const void *w, size_t cols, size_t n, size_t r0, size_t r1);
+
+/// gk_matmul at an explicit kernel level (from gk_current_level on the submitting thread).
+void gk_matmul_at(int level, gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ldx,
+                  const void *w, size_t cols, size_t n, size_t r0, size_t r1);
 
 /// dst[i] = (float)src[i] for i < n (embedding rows, norms).
 void gk_widen(gk_dtype dtype, float *dst, const void *src, size_t n);
@@ -42,3 +49,7 @@ void gk_axpy(float *y, float a, const float *x, size_t n);
 
 /// gate[i] = silu(gate[i]) · up[i]   (SwiGLU; in PyTorch: act_fn(gate_proj(x)) * up_proj(x)).
 void gk_swiglu(float *gate, const float *up, size_t n);
+
+/// Reads n bytes (a multiple of 64) with the widest loads this CPU has and returns a checksum
+/// (so the reads cannot be optimised away): the memory-bandwidth probe of the benchmarks.
+float gk_read_bytes(const void *p, size_t n);

@@ -1,0 +1,43 @@
+#include "ckernels.h"
+#include <immintrin.h>
+
+__attribute__((target("avx512f")))
+static float read512(const void *p, size_t n) {
+    const float *f = (const float *)p;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0, m = n / 4;
+    for (; i + 64 <= m; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(f + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(f + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(f + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps(f + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+__attribute__((target("avx2")))
+static float read256(const void *p, size_t n) {
+    const float *f = (const float *)p;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0, m = n / 4;
+    for (; i + 32 <= m; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(f + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(f + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(f + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(f + i + 24));
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+
+float gk_read_bytes(const void *p, size_t n) {
+    gk_cpu_features f = gk_detect_cpu();
+    if (f.avx512f) return read512(p, n);
+    if (f.avx2_fma) return read256(p, n);
+    const float *x = (const float *)p;
+    float s = 0;
+    for (size_t i = 0; i < n / 4; i += 16) s += x[i];
+    return s;
+}

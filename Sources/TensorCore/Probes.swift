@@ -1,0 +1,56 @@
+import CKernels
+import COpenBLAS
+import Foundation
+
+/// Machine probes that benchmarks print beside their figures: memory read bandwidth (the bound
+/// of decode) and the GEMM rate OpenBLAS reaches (the reference for prefill and training).
+public enum Probes {
+    /// Median of `repeats` timings of `body`, in seconds.
+    public static func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
+        var times: [Double] = []
+        for _ in 0..<max(1, repeats) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return median(times)
+    }
+
+    public static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// Read bandwidth in bytes/s over a `bytes`-sized buffer (far larger than the caches),
+    /// split over `threads` workers; median of `repeats`.
+    public static func readBandwidth(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
+        let n = bytes / 64 * 64
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        defer { buffer.deallocate() }
+        memset(buffer, 1, n)                     // fault every page in first
+        let pool = WorkerPool(threads: threads)
+        let chunk = n / max(1, threads) / 64 * 64
+        nonisolated(unsafe) let base = UnsafeRawPointer(buffer)
+        let seconds = medianSeconds(repeats: repeats) {
+            pool.parallelFor(threads) { range in
+                for t in range { _ = gk_read_bytes(base + t * chunk, chunk) }
+            }
+        }
+        return Double(chunk * threads) / seconds
+    }
+
+    /// FLOP/s of OpenBLAS sgemm C[m,n] = A[m,k]·B[k,n] at `threads` OpenBLAS threads; median.
+    public static func sgemmRate(m: Int, n: Int, k: Int, threads: Int, repeats: Int = 5) -> Double {
+        let a = [Float](repeating: 0.5, count: m * k)
+        let b = [Float](repeating: 0.25, count: k * n)
+        var c = [Float](repeating: 0, count: m * n)
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(1) }
+        let seconds = medianSeconds(repeats: repeats) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                        1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
+        }
+        return 2 * Double(m) * Double(n) * Double(k) / seconds
+    }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import LanguageModel
+import SafeTensors
+import TensorCore
+
+/// `graft bench`: the engine's figures with their bounds, measured in the same run.
+/// Decode is memory-bound (floor: weight bytes / read bandwidth); prefill is compute-bound
+/// (reference: OpenBLAS sgemm at the same thread count). Medians over repeats.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark prefill and (batched) decode against the memory-bandwidth bound and OpenBLAS's GEMM rate.")
+
+    @Option(help: "Model folder.") var model = "models/smollm2-135m-instruct"
+    @Option(help: "Thread counts (comma-separated).") var threads = "1,2"
+    @Option(help: "Weight dtypes: the stored one and/or f32 (a widened copy written to a temp folder).") var dtypes = "stored,f32"
+    @Option(help: "Prefill lengths (comma-separated).") var prefill = "128,512"
+    @Option(help: "Decode batch sizes (comma-separated).") var batches = "1,4,16,64"
+    @Option(help: "Decode steps timed per repeat.") var steps = 16
+    @Option(help: "Repeats (the median is reported).") var repeats = 5
+    @Option(help: "Bytes of the bandwidth probe buffer (MiB).") var probeMiB = 1024
+    @Option(help: "Also write the results as JSON here.") var json: String?
+
+    func run() throws {
+        let threadCounts = try list(threads, "--threads")
+        let prefillLengths = try list(prefill, "--prefill")
+        let batchSizes = try list(batches, "--batches")
+        print("graft bench — \(model)")
+        print("cpu kernels: \(SystemInfo.kernelName); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
+        var records: [[String: Any]] = []
+        // Open to first token: mmap only, nothing copied. The first pass may read the weights
+        // from disk; the second has a warm page cache.
+        for pass in ["first", "warm"] {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let m = try Model.load(directory: model, pool: WorkerPool())
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            _ = try m.forward([ForwardInput(cache: m.makeCache(maxTokens: 8), tokens: [1])])
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            let load = Double(t1 - t0) / 1e9, first = Double(t2 - t0) / 1e9
+            print(String(format: "open (%@ pass): load %.3f s, first token after %.3f s, resident %.0f MiB, weights %.0f MiB",
+                         pass, load, first, Double(residentBytes()) / 1048576, Double(m.weights.bytesPerStep) / 1048576))
+            records.append(["kind": "open", "pass": pass, "load_s": load, "first_token_s": first, "rss_bytes": residentBytes()])
+        }
+        var tempDirs: [String] = []
+        defer { for d in tempDirs { try? FileManager.default.removeItem(atPath: d) } }
+        for dtype in dtypes.split(separator: ",").map(String.init) {
+            var dir = model
+            if dtype == "f32" {
+                let stored = try Model.load(directory: model, pool: WorkerPool(threads: 1))
+                if stored.weights.embed.dtype != .f32 {
+                    dir = try writeF32Copy(of: model)
+                    tempDirs.append(dir)
+                }
+            } else if dtype != "stored" {
+                throw ValidationError("--dtypes takes 'stored' and/or 'f32'")
+            }
+            for t in threadCounts {
+                let m = try Model.load(directory: dir, pool: WorkerPool(threads: t))
+                let weightBytes = Double(m.weights.bytesPerStep)
+                let wdtype = m.weights.embed.dtype.rawValue
+                print("\n== weights \(wdtype) (\(String(format: "%.1f", weightBytes / 1e6)) MB read per decode step), \(t) thread(s)")
+                // Warm the page cache and the kernels once.
+                _ = try m.forward([ForwardInput(cache: m.makeCache(), tokens: Array(repeating: 1, count: 8))])
+
+                let sgemm = Probes.sgemmRate(m: 512, n: m.config.intermediateSize, k: m.config.hiddenSize, threads: t, repeats: repeats)
+                for n in prefillLengths {
+                    let tokens = (0..<n).map { ($0 * 7919 + 13) % m.config.vocabSize }
+                    let s = Probes.medianSeconds(repeats: repeats) {
+                        _ = try? m.forward([ForwardInput(cache: m.makeCache(maxTokens: n), tokens: tokens)])
+                    }
+                    let flops = prefillFLOPs(m.config, tokens: n)
+                    let rate = flops / s
+                    print(String(format: "prefill %4d tokens: %8.1f tok/s  %6.1f GFLOP/s = %5.1f%% of OpenBLAS sgemm (%.1f GFLOP/s, 512×%d×%d, %d thr)",
+                                 n, Double(n) / s, rate / 1e9, 100 * rate / sgemm, sgemm / 1e9, m.config.intermediateSize, m.config.hiddenSize, t))
+                    records.append(["kind": "prefill", "dtype": wdtype, "threads": t, "tokens": n, "tokens_per_s": Double(n) / s,
+                                    "gflops": rate / 1e9, "sgemm_gflops": sgemm / 1e9, "ratio_to_sgemm": rate / sgemm])
+                }
+                var single = 0.0
+                for b in batchSizes {
+                    let caches = (0..<b).map { _ in m.makeCache(maxTokens: 32 + steps * (repeats + 1)) }
+                    _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [1 + i, 2 + i, 3 + i, 4]) })
+                    // Bandwidth right beside each decode figure: it can jump between levels.
+                    let bandwidth = Probes.readBandwidth(bytes: probeMiB << 20, threads: t, repeats: 3)
+                    let s = Probes.medianSeconds(repeats: repeats) {
+                        for step in 0..<steps {
+                            _ = try? m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                        }
+                    }
+                    let perStep = s / Double(steps)
+                    let throughput = Double(b) / perStep
+                    if b == 1 { single = throughput }
+                    let bound = weightBytes / bandwidth
+                    let ratio = bound / perStep
+                    var line = String(format: "decode batch %3d: %8.1f tok/s  (%.2f ms/step; bound %.2f ms at %.1f GB/s read → %5.1f%% of bound)",
+                                      b, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
+                    if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
+                    print(line)
+                    records.append(["kind": "decode", "dtype": wdtype, "threads": t, "batch": b, "tokens_per_s": throughput,
+                                    "ms_per_step": perStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "bound_ms": bound * 1e3,
+                                    "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
+                }
+            }
+        }
+        if let json {
+            let out: [String: Any] = ["model": model, "kernels": SystemInfo.kernelName, "openblas_core": SystemInfo.openBLASCoreName,
+                                      "repeats": repeats, "steps": steps, "results": records]
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    private func list(_ s: String, _ flag: String) throws -> [Int] {
+        let values = s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else { throw ValidationError("\(flag) takes positive integers, e.g. 1,2") }
+        return values
+    }
+}
+
+/// Matmul FLOPs of a prefill (2 per multiply-add) plus attention's QKᵀ and AV, and the lm head
+/// for the last token only.
+func prefillFLOPs(_ c: ModelConfig, tokens n: Int) -> Double {
+    let d = Double(c.hiddenSize), f = Double(c.intermediateSize)
+    let perToken = 2 * (d * Double(c.qDim) + 2 * d * Double(c.kvDim) + Double(c.qDim) * d + 3 * d * f)
+    let attention = 2 * 2 * Double(c.qDim) * Double(n) * Double(n + 1) / 2
+    return Double(c.layers) * (perToken * Double(n) + attention) + 2 * d * Double(c.vocabSize)
+}
+
+/// Writes an f32 copy of a model folder's weights (and its config) to a temp folder.
+func writeF32Copy(of directory: String) throws -> String {
+    let out = NSTemporaryDirectory() + "graft-bench-f32-\(getpid())"
+    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: directory + "/config.json", toPath: out + "/config.json")
+    let source = try SafeTensorsModel(directory: directory)
+    var writer = SafeTensorsWriter()
+    for name in source.names {
+        let info = try source.info(name)
+        guard info.dtype.isFloatingPoint else { continue }
+        try writer.add(name, dtype: .f32, shape: info.shape) { buffer in
+            let data = try source.data(name)
+            let w = WeightMatrix(dtype: info.dtype, rows: 1, cols: info.elementCount, base: data.baseAddress!)
+            w.widenRow(0, into: buffer.baseAddress!.assumingMemoryBound(to: Float.self))
+        }
+    }
+    try writer.write(to: out + "/model.safetensors")
+    return out
+}
+
+/// VmRSS of this process in bytes (Linux /proc), 0 where unavailable.
+func residentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kb * 1024
+    }
+    return 0
+}

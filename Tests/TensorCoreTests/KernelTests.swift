@@ -1,0 +1,134 @@
+import CHTTPParser
+import CLibUV
+import TensorCore
+import Testing
+
+/// Weights in a dtype, stored as raw bytes so the kernels see exactly what a file holds.
+private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> ([UInt8], [Double]) {
+    var state = seed
+    var bytes: [UInt8] = []
+    var exact: [Double] = []
+    for _ in 0..<(rows * cols) {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        let v = Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)   // about ±1
+        switch dtype {
+        case .bf16:
+            let b = floatToBF16(v)
+            bytes += [UInt8(b & 0xFF), UInt8(b >> 8)]
+            exact.append(Double(bf16ToFloat(b)))
+        case .f16:
+            let h = floatToF16(v)
+            bytes += [UInt8(h & 0xFF), UInt8(h >> 8)]
+            exact.append(Double(f16ToFloat(h)))
+        default:
+            withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 }
+            exact.append(Double(v))
+        }
+    }
+    return (bytes, exact)
+}
+
+@Suite(.serialized) struct KernelTests {
+    /// out = x·Wᵀ against a double-precision reference, for every dtype, ISA and awkward shape
+    /// (tails of 1..15 columns, rows not a multiple of 4, batches across the direct/panel paths).
+    @Test(arguments: [DType.f32, .bf16, .f16])
+    func matmulMatchesReference(dtype: DType) throws {
+        defer { forceKernels(nil) }
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (16, 64, 7), (9, 100, 13), (6, 7, 100)] {
+                let (bytes, exact) = makeWeights(dtype, rows: rows, cols: cols, seed: UInt64(rows * 1000 + cols))
+                let x = (0..<(n * cols)).map { Float(($0 * 37) % 23) / 11 - 1 }
+                var out = [Float](repeating: .nan, count: n * rows)
+                bytes.withUnsafeBytes { w in
+                    let m = WeightMatrix(dtype: dtype, rows: rows, cols: cols, base: w.baseAddress!)
+                    matmul(&out, ldo: rows, x, ldx: cols, n: n, m, pool: WorkerPool(threads: 2))
+                }
+                for t in 0..<n {
+                    for r in 0..<rows {
+                        var ref = 0.0
+                        for k in 0..<cols { ref += exact[r * cols + k] * Double(x[t * cols + k]) }
+                        let got = Double(out[t * rows + r])
+                        #expect(abs(got - ref) <= 1e-5 * max(1, Double(cols).squareRoot() * 2), "\(isa) \(dtype) \(rows)×\(cols) n=\(n) [\(t),\(r)]: \(got) vs \(ref)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each output element is bit-identical whatever the batch size, the path (direct for fewer
+    /// than 4 tokens, panel for more) and the split over threads.
+    @Test(arguments: [DType.bf16, .f32])
+    func matmulIsBatchInvariant(dtype: DType) {
+        defer { forceKernels(nil) }
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+            let rows = 37, cols = 75
+            let (bytes, _) = makeWeights(dtype, rows: rows, cols: cols, seed: 9)
+            let n = 23
+            let x = (0..<(n * cols)).map { Float(($0 * 53) % 31) / 7 - 2 }
+            func run(_ tokens: Range<Int>, threads: Int) -> [Float] {
+                var out = [Float](repeating: 0, count: tokens.count * rows)
+                bytes.withUnsafeBytes { w in
+                    let m = WeightMatrix(dtype: dtype, rows: rows, cols: cols, base: w.baseAddress!)
+                    Array(x[(tokens.lowerBound * cols)..<(tokens.upperBound * cols)]).withUnsafeBufferPointer { xs in
+                        matmul(&out, ldo: rows, xs.baseAddress!, ldx: cols, n: tokens.count, m, pool: WorkerPool(threads: threads))
+                    }
+                }
+                return out
+            }
+            let all = run(0..<n, threads: 1)
+            #expect(run(0..<n, threads: 2) == all, "\(isa): thread split changed results")
+            for t in [0, 5, 22] {
+                #expect(run(t..<(t + 1), threads: 1) == Array(all[(t * rows)..<((t + 1) * rows)]), "\(isa): token \(t) alone differs")
+            }
+            #expect(run(3..<6, threads: 1) == Array(all[(3 * rows)..<(6 * rows)]), "\(isa): batch of 3 differs")
+            #expect(run(10..<20, threads: 2) == Array(all[(10 * rows)..<(20 * rows)]), "\(isa): batch of 10 differs")
+        }
+    }
+
+    @Test func unalignedWeightsAreRead() {
+        let (bytes, exact) = makeWeights(.bf16, rows: 4, cols: 40, seed: 3)
+        let shifted = [UInt8(0)] + bytes            // odd address for 2-byte elements
+        let x = [Float](repeating: 1, count: 40)
+        var out = [Float](repeating: 0, count: 4)
+        shifted.withUnsafeBytes { w in
+            matmul(&out, ldo: 4, x, ldx: 40, n: 1, WeightMatrix(dtype: .bf16, rows: 4, cols: 40, base: w.baseAddress! + 1), pool: WorkerPool(threads: 1))
+        }
+        for r in 0..<4 {
+            let ref = (0..<40).map { exact[r * 40 + $0] }.reduce(0, +)
+            #expect(abs(Double(out[r]) - ref) < 1e-4)
+        }
+    }
+
+    @Test func halfPrecisionConversions() {
+        #expect(bf16ToFloat(floatToBF16(1.5)) == 1.5)
+        #expect(floatToBF16(1.0 + 1.0 / 256) == floatToBF16(1.0), "ties round to even")
+        #expect(bf16ToFloat(floatToBF16(.nan)).isNaN)
+        #expect(bf16ToFloat(floatToBF16(.infinity)) == .infinity)
+        #expect(f16ToFloat(floatToF16(0.000061035156)) == 0.000061035156)
+        #expect(f16ToFloat(floatToF16(65504)) == 65504)
+    }
+
+    @Test func rmsNormMatchesDefinition() {
+        let x: [Float] = [1, -2, 3, 0.5]
+        let w: [Float] = [1, 2, 0.5, 1]
+        var out = [Float](repeating: 0, count: 4)
+        w.withUnsafeBytes { wp in rmsNorm(&out, x, weight: wp.baseAddress!, dtype: .f32, count: 4, eps: 1e-5) }
+        let ms = x.map { Double($0 * $0) }.reduce(0, +) / 4
+        for i in 0..<4 {
+            #expect(abs(Double(out[i]) - Double(w[i]) * Double(x[i]) / (ms + 1e-5).squareRoot()) < 1e-6)
+        }
+    }
+
+    @Test func systemLibrariesLink() {
+        #expect(String(cString: uv_version_string()).hasPrefix("1."))
+        #expect(http_parser_version() >> 16 == 2)
+        #expect(!SystemInfo.openBLASCoreName.isEmpty)
+        #expect(["avx512", "avx2", "scalar"].contains(SystemInfo.kernelName))
+    }
+
+    @Test func probesMeasureSomething() {
+        #expect(Probes.readBandwidth(bytes: 8 << 20, threads: 1, repeats: 1) > 1e8)
+        #expect(Probes.sgemmRate(m: 64, n: 64, k: 64, threads: 1, repeats: 1) > 1e7)
+        #expect(Probes.median([3, 1, 2]) == 2 && Probes.median([4, 1, 2, 3]) == 2.5)
+    }
+}
