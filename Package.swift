@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
         .testTarget(name: "JinjaTests", dependencies: ["Jinja", "Tokenizers"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore", "Tokenizers"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "LanguageModel", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),

@@ -124,8 +124,24 @@ public final class Linear: @unchecked Sendable {
     public let name: String
     public let outFeatures: Int
     public let inFeatures: Int
-    /// The base weight [out, in] in f32. Read-only unless `isWritable`.
-    public private(set) var weight: UnsafeMutablePointer<Float>
+    /// The base weight [out, in] in f32. Read-only unless `isWritable`. Weights stored in
+    /// bf16/f16 are widened on first use, so opening a model (and refusing a run that cannot
+    /// fit) costs no memory.
+    public var weight: UnsafeMutablePointer<Float> {
+        if let w = view { return w }
+        if let owned { return owned.data }
+        let t = Tensor(shape: [outFeatures, inFeatures])
+        if let stored {
+            for r in 0..<outFeatures { stored.widenRow(r, into: t.data + r * inFeatures) }
+        }
+        owned = t
+        return t.data
+    }
+    /// The mmap'd f32 weight (frozen), when it can be used in place.
+    private var view: UnsafeMutablePointer<Float>?
+    private let stored: WeightMatrix?
+    /// Keeps the mapping that `stored` and `view` point into alive.
+    private let storage: AnyObject?
     private var owned: Tensor?
     public var bias: Tensor?
     public var biasGradient: Tensor?
@@ -140,17 +156,14 @@ public final class Linear: @unchecked Sendable {
     private var effective: Tensor?
     private let scratch = Scratch()
 
-    init(name: String, matrix: WeightMatrix) {
+    init(name: String, matrix: WeightMatrix, storage: AnyObject) {
         self.name = name
+        self.storage = storage
         outFeatures = matrix.rows
         inFeatures = matrix.cols
+        stored = matrix
         if matrix.dtype == .f32, Int(bitPattern: matrix.base) % MemoryLayout<Float>.alignment == 0 {
-            weight = UnsafeMutablePointer(mutating: matrix.base.assumingMemoryBound(to: Float.self))
-        } else {
-            let t = Tensor(shape: [matrix.rows, matrix.cols])
-            for r in 0..<matrix.rows { matrix.widenRow(r, into: t.data + r * matrix.cols) }
-            owned = t
-            weight = t.data
+            view = UnsafeMutablePointer(mutating: matrix.base.assumingMemoryBound(to: Float.self))
         }
     }
 
@@ -158,21 +171,22 @@ public final class Linear: @unchecked Sendable {
         self.name = name
         outFeatures = tensor.shape[0]
         inFeatures = tensor.shape[1]
+        stored = nil
+        storage = nil
         owned = tensor
-        weight = tensor.data
     }
 
-    public var isWritable: Bool { owned != nil }
+    public var isWritable: Bool { view == nil && owned != nil }
     public var parameterCount: Int { outFeatures * inFeatures + (bias?.count ?? 0) }
 
     /// Copies the base weight into owned memory so the optimizer (or a compensated LoRA
     /// start) can change it. Idempotent.
     public func makeWritable() {
-        guard owned == nil else { return }
+        guard let v = view else { _ = weight; return }
         let t = Tensor(shape: [outFeatures, inFeatures])
-        t.data.update(from: weight, count: outFeatures * inFeatures)
+        t.data.update(from: v, count: outFeatures * inFeatures)
         owned = t
-        weight = t.data
+        view = nil
     }
 
     /// The weight the forward multiplies by: W, or W + Δ.

@@ -15,17 +15,17 @@ public final class TrainingLayer: @unchecked Sendable {
     public let up: Linear                 // (intermediate, hidden)
     public let down: Linear               // (hidden, intermediate)
 
-    init(index i: Int, weights w: LayerWeights) {
+    init(index i: Int, weights w: LayerWeights, storage: AnyObject) {
         let p = "model.layers.\(i)."
         attnNorm = VectorParameter(name: p + "input_layernorm.weight", view: w.attnNorm)
-        q = Linear(name: p + "self_attn.q_proj.weight", matrix: w.q)
-        k = Linear(name: p + "self_attn.k_proj.weight", matrix: w.k)
-        v = Linear(name: p + "self_attn.v_proj.weight", matrix: w.v)
-        o = Linear(name: p + "self_attn.o_proj.weight", matrix: w.o)
+        q = Linear(name: p + "self_attn.q_proj.weight", matrix: w.q, storage: storage)
+        k = Linear(name: p + "self_attn.k_proj.weight", matrix: w.k, storage: storage)
+        v = Linear(name: p + "self_attn.v_proj.weight", matrix: w.v, storage: storage)
+        o = Linear(name: p + "self_attn.o_proj.weight", matrix: w.o, storage: storage)
         mlpNorm = VectorParameter(name: p + "post_attention_layernorm.weight", view: w.mlpNorm)
-        gate = Linear(name: p + "mlp.gate_proj.weight", matrix: w.gate)
-        up = Linear(name: p + "mlp.up_proj.weight", matrix: w.up)
-        down = Linear(name: p + "mlp.down_proj.weight", matrix: w.down)
+        gate = Linear(name: p + "mlp.gate_proj.weight", matrix: w.gate, storage: storage)
+        up = Linear(name: p + "mlp.up_proj.weight", matrix: w.up, storage: storage)
+        down = Linear(name: p + "mlp.down_proj.weight", matrix: w.down, storage: storage)
         if let b = w.qBias { q.bias = Tensor(shape: [b.count], values: b) }
         if let b = w.kBias { k.bias = Tensor(shape: [b.count], values: b) }
         if let b = w.vBias { v.bias = Tensor(shape: [b.count], values: b) }
@@ -60,14 +60,14 @@ public final class TrainingModel: @unchecked Sendable {
         config = c
         self.pool = pool
         self.weights = weights
-        embed = Linear(name: "model.embed_tokens.weight", matrix: weights.embed)
+        embed = Linear(name: "model.embed_tokens.weight", matrix: weights.embed, storage: weights)
         if weights.lmHead.base == weights.embed.base {
             lmHead = embed
         } else {
-            lmHead = Linear(name: "lm_head.weight", matrix: weights.lmHead)
+            lmHead = Linear(name: "lm_head.weight", matrix: weights.lmHead, storage: weights)
         }
         finalNorm = VectorParameter(name: "model.norm.weight", view: weights.finalNorm)
-        layers = weights.layers.enumerated().map { TrainingLayer(index: $0, weights: $1) }
+        layers = weights.layers.enumerated().map { TrainingLayer(index: $0, weights: $1, storage: weights) }
 
         // cos/sin tables as LanguageModel.Model computes them (inv_freq · position in f32).
         let half = c.headDim / 2
