@@ -375,6 +375,20 @@ UNITS = [
     ("parse_macro_varargs_kwargs", "{% macro m(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, k=4) }}", {}),
     ("parse_call_block", "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}inner {{ 1 + 1 }}{% endcall %}", {}),
     ("parse_filter_block", "{% filter upper %}shout {{ 'this' }}{% endfilter %}", {}),
+    ("scope_load_before_store", "{{ a }}{% set a = 1 %}{{ a }}", {"a": "A"}),
+    ("scope_macro_before_store", "{% macro m() %}{{ a }}{% endmacro %}{{ m() }}{% set a = 1 %}{{ m() }}", {"a": "A"}),
+    ("scope_macro_no_store", "{% macro m() %}{{ a }}{% endmacro %}{{ m() }}", {"a": "A"}),
+    ("scope_macro_store_in_if", "{% macro m() %}{{ a }}{% endmacro %}{% if false %}{% set a = 4 %}{% endif %}{{ m() }}", {"a": "A"}),
+    ("scope_macro_store_if_else", "{% macro m() %}[{{ a }}]{% endmacro %}{{ m() }}{% if x %}{% set a = 1 %}{% else %}{% set a = 2 %}{% endif %}{{ m() }}", {"a": "A", "x": True}),
+    ("scope_macro_store_all_branches", "{% macro m() %}[{{ a }}]{% endmacro %}{{ m() }}{% if x %}{% set a = 1 %}{% elif y %}{% set a = 3 %}{% else %}{% set a = 2 %}{% endif %}{{ m() }}", {"a": "A", "x": False, "y": True}),
+    ("scope_macro_latest_value", "{% set a = 3 %}{% macro m() %}{{ a }}{% endmacro %}{% set a = 4 %}{{ m() }}", {"a": "A"}),
+    ("scope_loop_reads_later_store", "{% for i in [1] %}[{{ a }}]{% endfor %}{% set a = 1 %}{{ a }}", {"a": "A"}),
+    ("scope_loop_store_no_leak", "{% for i in [1] %}{{ a }}{% set a = 2 %}{{ a }}{% endfor %}{{ a }}", {"a": "A"}),
+    ("scope_macro_in_loop_sees_outer", "{% macro m() %}{{ a }}{% endmacro %}{% for i in [1] %}{% set a = 5 %}{{ m() }}{% endfor %}", {"a": "A"}),
+    ("scope_for_else_after_continue", "{% for x in [1] %}{% continue %}{% else %}E{% endfor %}|{% for x in [1, 2] %}{% if x == 2 %}{% continue %}{% endif %}{% else %}E{% endfor %}|{% for x in [1, 2] %}{% break %}{% else %}E{% endfor %}", {}),
+    ("scope_for_else_own_frame", "{% for x in [] %}{% else %}{% set a = 9 %}{{ a }}{% endfor %}{{ a }}", {"a": "A"}),
+    ("scope_call_block_sees_caller_scope", "{% macro m() %}{{ caller() }}{% endmacro %}{% set a = 1 %}{% call m() %}{{ a }}{% endcall %}", {"a": "A"}),
+    ("scope_with_filter_set_blocks", "{% with %}{% set a = 2 %}{{ a }}{% endwith %}{{ a }}{% set x %}{% set a = 3 %}{{ a }}{% endset %}{{ x }}{{ a }}{% filter upper %}{% set a = 4 %}{{ a }}{% endfilter %}{{ a }}", {"a": "A"}),
     ("parse_with", "{% with a = 1, b = 2 %}{{ a + b }}{% endwith %}[{{ a }}]", {}),
     ("parse_generation", "{% generation %}gen {{ 1 }}{% endgeneration %}", {}),
     ("parse_raise_exception", "{% if true %}{{ raise_exception('Custom failure: ' ~ 42) }}{% endif %}", {}),
@@ -604,6 +618,63 @@ def random_expression_templates(count, seed=99):
     return cases, values
 
 
+def random_statement_templates(count, seed=2024):
+    """Random nests of for/if/set/namespace/macro/break/continue over a small context, to pin
+    jinja2's scoping (loop bodies and macros get fresh frames, `if` does not) and loop variables."""
+    import random
+    rng = random.Random(seed)
+    names = ["a", "b", "c"]
+    loop_attrs = ["index", "index0", "revindex", "revindex0", "first", "last", "length", "previtem", "nextitem"]
+
+    def expr(loop_vars):
+        options = [lambda: rng.choice(names), lambda: str(rng.randint(0, 3)), lambda: "ns.n",
+                   lambda: "'" + rng.choice(["x", "yz", ""]) + "'", lambda: "items | length",
+                   lambda: rng.choice(names) + " ~ 'k'"]
+        if loop_vars:
+            options.append(lambda: rng.choice(loop_vars))
+            options.append(lambda: "loop." + rng.choice(loop_attrs))
+        return rng.choice(options)()
+
+    def block(depth, loop_vars, in_loop):
+        out = ""
+        for _ in range(rng.randint(1, 3)):
+            r = rng.random()
+            if r < 0.2 and depth < 3:
+                var = rng.choice(["i", "j", "item"])
+                source = rng.choice(["items", "range(3)", "[]", "'ab'", "(items if a else [])"])
+                cond = rng.choice(["", "", f" if {var} != 1"])
+                out += f"{{% for {var} in {source}{cond} %}}" + block(depth + 1, loop_vars + [var], True)
+                if rng.random() < 0.3:
+                    out += "{% else %}E" + block(depth + 1, loop_vars, in_loop)
+                out += "{% endfor %}"
+            elif r < 0.4 and depth < 3:
+                out += f"{{% if {expr(loop_vars)} %}}" + block(depth + 1, loop_vars, in_loop)
+                if rng.random() < 0.4:
+                    out += f"{{% elif {expr(loop_vars)} %}}" + block(depth + 1, loop_vars, in_loop)
+                if rng.random() < 0.4:
+                    out += "{% else %}" + block(depth + 1, loop_vars, in_loop)
+                out += "{% endif %}"
+            elif r < 0.55:
+                out += f"{{% set {rng.choice(names)} = {expr(loop_vars)} %}}"
+            elif r < 0.65:
+                out += f"{{% set ns.n = ns.n ~ {expr(loop_vars)} %}}"
+            elif r < 0.7 and in_loop:
+                out += rng.choice(["{% break %}", "{% continue %}"])
+            elif r < 0.78:
+                out += f"{{{{ m({expr(loop_vars)}) }}}}"
+            else:
+                out += f"[{{{{ {expr(loop_vars)} }}}}]"
+        return out
+
+    prelude = "{% set ns = namespace(n='') %}{% macro m(x, y='d') %}<{{ x }}{{ y }}{{ a }}>{% endmacro %}"
+    cases = []
+    for i in range(count):
+        body = block(0, [], False)
+        template = prelude + body + "|{{ a }},{{ b }},{{ c }},{{ ns.n }}"
+        cases.append((f"stmt_random_{i:03d}", template, {"items": [1, 2, 3], "a": "A", "b": 0}))
+    return cases
+
+
 def classify(error):
     """The TemplateError.Kind the Swift side should throw for a Python exception."""
     if isinstance(error, jinja2.exceptions.TemplateSyntaxError):
@@ -713,7 +784,7 @@ def main():
     expression_cases, pool = random_expression_templates(
         int(os.environ.get("GRAFT_EXPR_CASES", "2000")), int(os.environ.get("GRAFT_EXPR_SEED", "7")))
     contexts = {"pool": pool}  # shared by the random expression cases, which name it
-    for name, template, context in UNITS + random_whitespace_templates(300) + expression_cases:
+    for name, template, context in UNITS + random_whitespace_templates(300) + random_statement_templates(400) + expression_cases:
         # Render a copy: jinja2 can mutate its context (`indent` does `s += "\n"` on a list).
         values = contexts[context] if isinstance(context, str) else context
         case = {"name": name, "template": template, "context": context if isinstance(context, str) else copy.deepcopy(context)}

@@ -120,7 +120,7 @@ final class Interpreter {
             macro.caller = [caller]
             output += try callMacro(macro, try evaluateArguments(args, in: frame)).pythonString
         case .filterBlock(let filters, let body):
-            var value = Value.string(try capture(body, in: frame))
+            var value = Value.string(try capture(body, in: Frame(parent: frame)))
             for filter in filters { value = try applyFilter(filter, to: value, in: frame) }
             output += value.pythonString
         case .with(let assignments, let body):
@@ -147,7 +147,10 @@ final class Interpreter {
                 return try evaluate(filter, in: scratch).isTruthy
             }
         }
-        if items.isEmpty { return try execute(elseBody, in: frame) }
+        // jinja2 clears its "no iteration" flag at the end of the body, so iterations that end in
+        // `continue` or `break` leave it set and the else block still runs. The else block has a
+        // frame of its own.
+        var completedAnIteration = false
         let count = items.count
         for (i, item) in items.enumerated() {
             let iteration = Frame(parent: frame)
@@ -166,8 +169,11 @@ final class Interpreter {
             loop["cycle"] = .callable(.loopCycle(index0: i))
             iteration.variables["loop"] = .object(loop)
             try assign(target, item, in: iteration)
-            if try execute(body, in: iteration) == .breakLoop { break }
+            let flow = try execute(body, in: iteration)
+            if flow == .breakLoop { break }
+            if flow == .normal { completedAnIteration = true }
         }
+        if !completedAnIteration { return try execute(elseBody, in: Frame(parent: frame)) }
         return .normal
     }
 

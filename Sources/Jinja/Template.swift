@@ -6,17 +6,22 @@
 ///     let text = try template.render(["messages": [["role": "user", "content": "Hi"]]])
 public struct Template: Sendable {
     let statements: [Statement]
+    /// Top-level names jinja2 starts as undefined locals rather than context lookups.
+    let rootNamesStartingUndefined: Set<String>
 
     /// Parses `source`; throws a `TemplateError` of kind `.syntax` (with line and column) when it
     /// does not parse, or `.unsupported` for tags outside the subset (`include`, `extends`...).
     public init(_ source: String, options: LexerOptions = LexerOptions()) throws {
         statements = try Parser.parse(source, options: options)
         try Template.checkNames(statements)
+        rootNamesStartingUndefined = SymbolTable.rootNamesStartingUndefined(statements)
     }
 
     /// Renders with the given top-level variables. Each call starts from a fresh state.
     public func render(_ context: [String: Value]) throws -> String {
-        try Interpreter(context: context).render(statements)
+        var variables = context
+        for name in rootNamesStartingUndefined { variables[name] = .undefined(hint: "'\(name)' is undefined") }
+        return try Interpreter(context: variables).render(statements)
     }
 
     /// jinja2 rejects unknown filters and tests when it compiles, except directly inside an `if`
