@@ -103,6 +103,7 @@ CONVERSATIONS = {
     "extra_keys": [{"role": "user", "content": "hi", "name": "ada", "reasoning_content": None}],
     "consecutive_users": [U1, U2],
     "system_only": [SYS],
+    "reasoning_in_content": [U1, {"role": "assistant", "content": "<think>\nadd 2 and 2\n</think>\n\n4."}, U2],
 }
 
 TOOL_CONVERSATIONS = {
@@ -293,6 +294,158 @@ FEATURES_EXPR = """{{ messages[0]['role'] }} {{ messages[0].role }} {{ messages[
 {{ "line1\\nline2" | indent(2) }} {{ "line1\\nline2" | indent(2, true) }} {{ 'AbC' | lower }} {{ 'q' | upper }} {{ '<b>' | safe }} {{ [1, 2, 3] | sum }} {{ [4, 2, 8] | max }} {{ [4, 2, 8] | min }}
 """
 
+# Templates in the style of other Llama-family releases, written for these tests: a Mistral-like
+# [INST] format with tool calls and strict alternation, a Gemma-like turn format that renames
+# roles, a DeepSeek-R1-like format that strips reasoning, and a Hermes-like tool prompt built by a
+# recursive macro.
+MISTRAL_STYLE = """{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- set user_messages = loop_messages | selectattr('role', 'equalto', 'user') | list %}
+{{- bos_token }}
+{%- for message in loop_messages | rejectattr('role', 'equalto', 'tool') %}
+    {%- if message['role'] == 'user' %}
+        {%- if tools is not none and (message == user_messages[-1]) %}
+            {{- '[AVAILABLE_TOOLS] [' }}
+            {%- for tool in tools %}
+                {%- set tool = tool.function %}
+                {{- '{"type": "function", "function": {' }}
+                {%- for key, val in tool.items() if key != 'return' %}
+                    {%- if val is string %}
+                        {{- '"' + key + '": "' + val + '"' }}
+                    {%- else %}
+                        {{- '"' + key + '": ' + val | tojson }}
+                    {%- endif %}
+                    {%- if not loop.last %}{{- ', ' }}{%- endif %}
+                {%- endfor %}
+                {{- '}}' }}
+                {%- if not loop.last %}{{- ', ' }}{%- else %}{{- ']' }}{%- endif %}
+            {%- endfor %}
+            {{- '[/AVAILABLE_TOOLS]' }}
+        {%- endif %}
+        {%- if loop.last and system_message is defined %}
+            {{- '[INST] ' + system_message + '\n\n' + message['content'] + '[/INST]' }}
+        {%- else %}
+            {{- '[INST] ' + message['content'] + '[/INST]' }}
+        {%- endif %}
+    {%- elif message.tool_calls is defined and message.tool_calls is not none %}
+        {{- '[TOOL_CALLS] [' }}
+        {%- for tool_call in message.tool_calls %}
+            {%- set call = tool_call.function if tool_call.function is defined else tool_call %}
+            {{- '{"name": "' + call.name + '", "arguments": ' + call.arguments | tojson + '}' }}
+            {%- if not loop.last %}{{- ', ' }}{%- else %}{{- ']' + eos_token }}{%- endif %}
+        {%- endfor %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] | trim + eos_token }}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+"""
+
+GEMMA_STYLE = """{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"""
+
+DEEPSEEK_STYLE = """{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% set ns = namespace(is_first=false, is_tool=false, system_prompt='') %}{%- for message in messages %}{%- if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}{%- endif %}{%- endfor %}{{ bos_token }}{{ ns.system_prompt }}{%- for message in messages %}{%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{ '<|User|>' + message['content'] }}{%- endif %}{%- if message['role'] == 'assistant' and message['content'] is defined and message['content'] %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{ '<|Assistant|>' + content + '<|end▁of▁sentence|>' }}{%- endif %}{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}{{ '<|tool▁output▁begin|>' + message['content'] + '<|tool▁output▁end|>' }}{%- endif %}{%- endfor -%}{% if add_generation_prompt and not ns.is_tool %}{{ '<|Assistant|><think>\n' }}{% endif %}"""
+
+HERMES_STYLE = """{%- macro json_to_python_type(json_spec) %}
+{%- set basic_type_map = {
+    "string": "str",
+    "number": "float",
+    "integer": "int",
+    "boolean": "bool"
+} %}
+{%- if basic_type_map[json_spec.type] is defined %}
+    {{- basic_type_map[json_spec.type] }}
+{%- elif json_spec.type == "array" %}
+    {{- "list[" +  json_to_python_type(json_spec|items) + "]" }}
+{%- elif json_spec.type == "object" %}
+    {%- if json_spec.additionalProperties is defined %}
+        {{- "dict[str, " + json_to_python_type(json_spec.additionalProperties) + ']' }}
+    {%- else %}
+        {{- "dict" }}
+    {%- endif %}
+{%- elif json_spec.enum is defined %}
+    {{- "Literal[" + json_spec.enum | map("tojson") | join(", ") + "]" }}
+{%- else %}
+    {{- "Any" }}
+{%- endif %}
+{%- endmacro %}
+{{- bos_token }}
+{%- if tools %}
+    {{- '<|im_start|>system\nYou are a function calling AI model. Here are the available tools: <tools> ' }}
+    {%- for tool in tools %}
+        {%- if tool.function is defined %}
+            {%- set tool = tool.function %}
+        {%- endif %}
+        {{- '{"type": "function", "function": ' }}
+        {{- '{"name": "' + tool.name + '", ' }}
+        {{- '"description": "' + tool.name + '(' }}
+        {%- for param_name, param_fields in tool.parameters.properties|items %}
+            {{- param_name + ": " + json_to_python_type(param_fields) }}
+            {%- if not loop.last %}
+                {{- ", " }}
+            {%- endif %}
+        {%- endfor %}
+        {{- ")" }}
+        {%- if tool.description is defined %}
+            {{- " - " + tool.description }}
+        {%- endif %}
+        {{- '", "parameters": ' + tool.parameters | tojson + '}}' }}
+        {%- if not loop.last %}
+            {{- "\n" }}
+        {%- endif %}
+    {%- endfor %}
+    {{- " </tools><|im_end|>\n" }}
+{%- endif %}
+{%- for message in messages %}
+    {%- if message.role == "user" or message.role == "system" or (message.role == "assistant" and message.tool_calls is not defined) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- for tool_call in message.tool_calls %}
+            {{- '\n<tool_call>\n' }}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '{' }}
+            {{- '"name": "' }}
+            {{- tool_call.name }}
+            {{- '"' }}
+            {%- if tool_call.arguments is defined %}
+                {{- ', ' }}
+                {{- '"arguments": ' }}
+                {{- tool_call.arguments|tojson }}
+            {%- endif %}
+            {{- '}' }}
+            {{- '\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.previtem and loop.previtem.role != "tool" %}
+            {{- '<|im_start|>tool\n' }}
+        {%- endif %}
+        {{- '<tool_response>\n' }}
+        {{- message.content }}
+        {%- if not loop.last %}
+            {{- '\n</tool_response>\n' }}
+        {%- else %}
+            {{- '\n</tool_response>' }}
+        {%- endif %}
+        {%- if not loop.last and loop.nextitem.role != "tool" %}
+            {{- '<|im_end|>' }}
+        {%- elif loop.last %}
+            {{- '<|im_end|>' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
 FEATURE_TEMPLATES = {
     "features_loop": FEATURES_LOOP,
     "features_state": FEATURES_STATE,
@@ -397,6 +550,9 @@ UNITS = [
     ("str_values", "{{ none }} {{ true }} {{ false }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e20 }} {{ 1e16 }} {{ 1e15 }} {{ 1e-5 }} {{ 0.0001 }} {{ -0.0 }} {{ 3 / 2 }} {{ 4 / 2 }} {{ 10 ** 15 // 10 ** 5 }} {{ 2 ** 62 }}", {}),
     ("str_containers", "{{ ['a', \"it's\", 'say \"x\"', 'both \\' \"', 'nl\\n', 'tab\\t', '\\x01', 'é'] }} {{ {'k': [1, {'n': none}]} }} {{ ('a',) }}", {}),
     ("str_floats", "{% for x in xs %}{{ x }} {{ x | tojson }}|{% endfor %}", {"xs": [0.5, 1.0, 100.0, 123456789.123, 1e15, 9999999999999998.0, 1e16, 1.5e16, 1e-4, 1.234e-5, 5e-324, 1.7976931348623157e308, 2.0 ** 53, 1 / 3, -2.5e-7, 0.1, 1e22, 123e18]}),
+    ("str_random_floats", "{{ xs }}|{{ xs | tojson }}|{% for x in xs %}{{ x }},{% endfor %}", {"xs": [
+        __import__("random").Random(5).choice([1, -1]) * 10 ** __import__("random").Random(i).uniform(-30, 30) for i in range(300)]
+        + [float(i) for i in range(0, 2 ** 60, 2 ** 54)] + [i / 7 for i in range(50)]}),
     ("str_ints", "{{ 2 ** 62 }} {{ -9223372036854775807 }} {{ 10 // 3 }} {{ -10 // 3 }} {{ 10 % -3 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 2 ** -1 }} {{ 2.0 ** 2 }} {{ true + true }} {{ 3 * 1.5 }}", {}),
     ("str_context_values", "{{ m[0] }} {{ flag }} {{ num }} {{ pi }}", {"m": MSGS, "flag": True, "num": 12, "pi": 3.25}),
     ("str_concat_types", "{{ 'n' ~ 1 ~ 1.5 ~ [1] ~ none ~ true ~ undefined_var }}", {}),
@@ -768,6 +924,10 @@ def main():
         "llama3.1-style": (LLAMA31_STYLE, llama3_special, None),
         "llama3.1-style-date": (LLAMA31_STYLE, llama3_special, {"date_string": "01 Jan 2025"}),
     }
+    others["mistral-style"] = (MISTRAL_STYLE, llama2_special, None)
+    others["gemma-style"] = (GEMMA_STYLE, {"bos_token": "<bos>", "eos_token": "<eos>"}, None)
+    others["deepseek-style"] = (DEEPSEEK_STYLE, {"bos_token": "<|begin▁of▁sentence|>", "eos_token": "<|end▁of▁sentence|>"}, None)
+    others["hermes-style"] = (HERMES_STYLE, {"bos_token": "<|begin_of_text|>", "eos_token": "<|im_end|>"}, None)
     for key, template in FEATURE_TEMPLATES.items():
         others[key] = (template, {"bos_token": "<s>", "eos_token": "</s>"}, None)
     for name, (template, special, extra) in others.items():
