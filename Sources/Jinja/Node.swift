@@ -1,6 +1,6 @@
 // The parsed template: statements and expressions, as jinja2's `nodes` module has them.
 
-public struct Statement: Sendable {
+struct Statement: Sendable {
     indirect enum Kind: Sendable {
         case text(String)
         case output(Expression)
@@ -26,7 +26,7 @@ public struct Statement: Sendable {
     let column: Int
 }
 
-public indirect enum Expression: Sendable {
+indirect enum Expression: Sendable {
     case literal(Value)
     case name(String)
     case list([Expression])
@@ -44,12 +44,12 @@ public indirect enum Expression: Sendable {
     case conditional(test: Expression, then: Expression, otherwise: Expression?)
 }
 
-public struct Arguments: Sendable {
+struct Arguments: Sendable {
     var positional: [Expression] = []
     var keyword: [(name: String, value: Expression)] = []
 }
 
-public struct FilterCall: Sendable {
+struct FilterCall: Sendable {
     let name: String
     let arguments: Arguments
     let line: Int

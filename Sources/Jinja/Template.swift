@@ -2,6 +2,15 @@
 /// (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, `strftime_now`, `tojson`
 /// with `ensure_ascii=False`).
 ///
+/// The subset: `{{ }}`, `{% %}`, `{# #}`, `raw`, whitespace control `-`/`+`; `if/elif/else`,
+/// `for … in … if … / else` with `loop.*` and `loop.cycle`, tuple unpacking, `break`/`continue`,
+/// `set` (names, tuples, `ns.attr`, blocks with filters), `macro` with defaults, `varargs`,
+/// `kwargs` and `caller`, `call`, `filter`, `with`, `generation`; every expression form of jinja2
+/// except `*args`/`**kwargs` in calls; jinja2's filters and tests that chat templates use (see
+/// `Filters.names`, `Tests.names`); Python `str`/`dict`/`list` methods (`Methods`); globals
+/// `range`, `namespace`, `dict`, `raise_exception`, `strftime_now`. Not supported: `include`,
+/// `extends`, `import`, `block`, recursive loops (they throw `.unsupported`). Integers are 64-bit.
+///
 ///     let template = try Template("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
 ///     let text = try template.render(["messages": [["role": "user", "content": "Hi"]]])
 public struct Template: Sendable {
