@@ -146,6 +146,35 @@ TOOL_CONVERSATIONS = {
     ),
 }
 
+def random_conversations(count, seed=31):
+    """Random role sequences, contents and tool calls, so every branch of the real templates meets
+    inputs no one picked (including ones the templates reject)."""
+    import random
+    rng = random.Random(seed)
+    contents = ["", " ", "Hi", "  spaced  ", "multi\nline\n", "tab\tsep", "ünïcode ✓ 🚀", "{{ not_a_var }}",
+                "{% if %}", "'quotes' \"double\"", "back\\slash", "<|im_end|>", "</think>x", "a" * 300]
+    conversations = {}
+    for i in range(count):
+        messages = []
+        if rng.random() < 0.5:
+            messages.append({"role": "system", "content": rng.choice(contents)})
+        for _ in range(rng.randint(1, 6)):
+            role = rng.choice(["user", "user", "assistant", "assistant", "tool", "system"])
+            message = {"role": role, "content": rng.choice(contents)}
+            if role == "assistant" and rng.random() < 0.3:
+                call = rng.choice([CALL_WEATHER, CALL_ADD, {"name": "add", "arguments": {"a": 1, "b": rng.randint(0, 9)}},
+                                   {"type": "function", "function": {"name": "add", "arguments": "{\"a\": 1}"}}])
+                message["tool_calls"] = [call] * rng.randint(1, 2)
+                if rng.random() < 0.5:
+                    message["content"] = None
+            messages.append(message)
+        tools = TOOLS if rng.random() < 0.4 else None
+        conversations[f"random_{i:02d}"] = (messages, tools)
+    return conversations
+
+
+TOOL_CONVERSATIONS.update(random_conversations(30))
+
 # ---------------------------------------------------------------------------------------------
 # Templates we write ourselves
 
