@@ -46,7 +46,7 @@ let package = Package(
         // Benchmarks, prompts, answer extraction, sandbox, paired statistics (issue 8).
         .target(name: "Evaluation", dependencies: []),
         .executableTarget(name: "graft", dependencies: [
-            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore", "Server", "Evaluation",
+            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore", "Server", "Evaluation", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

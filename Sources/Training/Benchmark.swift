@@ -1,0 +1,83 @@
+import Foundation
+import TensorCore
+
+/// Training throughput against the GEMM peak measured in the same run (issue 7's benchmark).
+public enum TrainingBenchmark {
+    public struct Result: Sendable {
+        public var mode: String
+        public var tokensPerSecond: Double
+        public var secondsPerStep: Double
+        /// FLOPs a step executes in matrix products (forward, per-layer recompute, backward,
+        /// attention), per token.
+        public var executedFLOPsPerToken: Double
+        /// The usual model-FLOPs count: 6·P (full) or 4·P (LoRA: no weight gradients) per token,
+        /// P = multiply-accumulates of the weight matrices per token.
+        public var modelFLOPsPerToken: Double
+        public var peakGFLOPS: Double
+        public var peakBytes: Int
+
+        public var executedGFLOPS: Double { executedFLOPsPerToken * tokensPerSecond / 1e9 }
+        public var ratioToPeak: Double { executedGFLOPS / peakGFLOPS }
+        public var modelRatioToPeak: Double { modelFLOPsPerToken * tokensPerSecond / 1e9 / peakGFLOPS }
+    }
+
+    /// Best of `repeats` square sgemms of size n split over the pool, as the training GEMMs are.
+    public static func gemmPeakGFLOPS(pool: WorkerPool, n: Int = 1536, repeats: Int = 3) -> Double {
+        let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
+        for i in 0..<a.count { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            gemm(transA: false, transB: true, m: n, n: n, k: n, a.data, lda: n, b.data, ldb: n, c.data, ldc: n, pool: pool)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return 2 * Double(n * n * n) / best / 1e9
+    }
+
+    /// Runs `steps` training steps (after one warm-up) on random tokens: `batch` sequences of
+    /// `length` tokens, every position with a loss.
+    public static func run(model: TrainingModel, lora: Bool, batch: Int, length: Int, steps: Int,
+                           peakGFLOPS: Double) throws -> Result {
+        let c = model.config
+        var options = FinetuneOptions()
+        options.loraRank = lora ? 16 : nil
+        options.loraAlpha = 16
+        options.batchSize = batch
+        options.microBatchSize = batch
+        options.schedule = .constant
+        options.learningRate = 1e-5
+        var rng = SplitMix64(seed: 42)
+        let data = (0..<batch).map { _ in TrainingSequence(tokens: (0..<length).map { _ in Int.random(in: 0..<c.vocabSize, using: &rng) }) }
+        let ft = try Finetuner(model: model, data: data, options: options)
+        try ft.trainStep(data)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<steps { try ft.trainStep(data) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
+        let tokens = Double(batch * length)
+
+        // Multiply-accumulates per token.
+        let layerMACs = Double(c.hiddenSize * (2 * c.qDim + 2 * c.kvDim) + 3 * c.hiddenSize * c.intermediateSize)
+        let lmHead = Double(c.hiddenSize * c.vocabSize)
+        let p = Double(c.layers) * layerMACs + lmHead
+        // Attention: QKᵀ and PV over full T×T blocks (causal half not skipped), per head.
+        let attention = Double(c.layers) * 2 * Double(length) * Double(c.qDim)
+        // forward 2, recompute 2 (not the lm head), backward: dx 2 (+ dW 2 when full); attention
+        // backward ~2.5× its forward (recomputed P, dP, dQ, dK, dV).
+        let layers = Double(c.layers) * layerMACs
+        let executed = 2 * p + 2 * layers + (lora ? 2 : 4) * p + 2 * attention * (1 + 1 + 2.5)
+        let model = (lora ? 4 : 6) * p
+        return Result(mode: lora ? "lora r16" : "full", tokensPerSecond: tokens / seconds, secondsPerStep: seconds,
+                      executedFLOPsPerToken: executed, modelFLOPsPerToken: model, peakGFLOPS: peakGFLOPS,
+                      peakBytes: peakResidentBytes())
+    }
+
+    /// VmHWM of /proc/self/status (peak resident set), in bytes.
+    public static func peakResidentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return 0
+    }
+}

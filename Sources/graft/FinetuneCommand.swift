@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import TensorCore
+import Tokenizers
+import Training
+
+/// `graft finetune`: LoRA or full fine-tune on JSON Lines data, written as a delta the server
+/// hot-injects (issue 7).
+struct FinetuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune a model (LoRA or full) on JSONL data and write a delta.",
+        discussion: """
+            Data lines are {"prompt": …, "completion": …} (loss on the completion) or
+            {"messages": [{"role", "content"}, …]} (the chat template; loss on assistant turns).
+            The output is a Graft delta (low-rank for LoRA, dense for --full); --peft-dir also
+            writes a PEFT adapter. With --checkpoint the run saves its state and --resume
+            continues it.
+            """)
+
+    @Option(help: "Model folder.") var model = "models/smollm2-135m-instruct"
+    @Option(help: "Training data (.jsonl).") var data: String?
+    @Option(help: "Held-out data (.jsonl) whose loss is reported before and after.") var eval: String?
+    @Option(name: .shortAndLong, help: "Output delta (.safetensors).") var output = "delta.safetensors"
+    @Option(help: "Also write a PEFT adapter folder (LoRA only).") var peftDir: String?
+    @Option(help: "LoRA rank.") var loraRank = 16
+    @Option(help: "LoRA alpha (scale = alpha / rank).") var loraAlpha: Float = 16
+    @Option(help: "LoRA target modules, comma-separated.") var loraTargets = LoRAConfig.defaultTargets.joined(separator: ",")
+    @Option(help: "LoRA initialisation: random, pissa, from-delta.") var initialization = "random"
+    @Option(name: .customLong("init-delta"), help: "Low-rank delta to start from (--initialization from-delta).") var initDelta: String?
+    @Flag(help: "Full fine-tune instead of LoRA (refused up front when it cannot fit).") var full = false
+    @Option(help: "Epochs.") var epochs = 1
+    @Option(help: "Peak learning rate.") var lr: Float = 3e-4
+    @Option(help: "Sequences per optimizer step.") var batchSize = 8
+    @Option(help: "Sequences per forward pass (gradients accumulate).") var microBatchSize = 4
+    @Option(help: "Schedule: linear, cosine, onecycle, constant.") var schedule = "linear"
+    @Option(help: "Warm-up fraction of the steps.") var warmupRatio = 0.1
+    @Option(help: "Optimizer: adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "Weight decay.") var weightDecay: Float = 0
+    @Option(help: "AdamW beta2.") var beta2: Float = 0.999
+    @Option(help: "Clip the gradient norm (0: off).") var maxGradNorm: Float = 1
+    @Option(help: "Tokens per example (longer ones are cut).") var maxTokens = 512
+    @Option(help: "Seed (data order, random LoRA init).") var seed: UInt64 = 0
+    @Option(help: "Checkpoint file.") var checkpoint: String?
+    @Option(help: "Checkpoint every N steps.") var checkpointEvery = 50
+    @Flag(help: "Resume from --checkpoint when it exists.") var resume = false
+    @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Flag(help: .hidden) var bench = false
+    @Option(help: .hidden) var benchBatch = 4
+    @Option(help: .hidden) var benchLength = 256
+    @Option(help: .hidden) var benchSteps = 2
+    @Option(help: .hidden) var benchModes = "lora,full"
+
+    func run() throws {
+        let pool = WorkerPool(threads: threads)
+        if bench { return try runBenchmark(pool: pool) }
+        guard let data else { throw ValidationError("--data FILE.jsonl is required") }
+        var options = FinetuneOptions()
+        options.epochs = epochs
+        options.learningRate = lr
+        options.batchSize = batchSize
+        options.microBatchSize = min(microBatchSize, batchSize)
+        guard let s = FinetuneOptions.ScheduleKind(rawValue: schedule) else { throw ValidationError("--schedule: linear, cosine, onecycle or constant") }
+        options.schedule = s
+        options.warmupRatio = warmupRatio
+        guard let o = FinetuneOptions.OptimizerKind(rawValue: optimizer) else { throw ValidationError("--optimizer: adamw or sgd") }
+        options.optimizer = o
+        options.weightDecay = weightDecay
+        options.beta2 = beta2
+        options.maxGradNorm = maxGradNorm > 0 ? maxGradNorm : nil
+        options.maxTokens = maxTokens
+        options.seed = seed
+        options.loraRank = full ? nil : loraRank
+        options.loraAlpha = loraAlpha
+        options.loraTargets = loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        guard let i = FinetuneOptions.InitKind(rawValue: initialization) else { throw ValidationError("--initialization: random, pissa or from-delta") }
+        options.initialization = i
+        options.initDelta = initDelta
+        options.checkpointPath = checkpoint
+        options.checkpointEvery = checkpoint == nil ? 0 : checkpointEvery
+
+        let tokenizer = try Tokenizer(directory: model)
+        let trainingModel = try TrainingModel.load(directory: model, pool: pool)
+        let examples = try TrainingData.load(path: data, tokenizer: tokenizer, maxTokens: maxTokens)
+        let heldOut = try eval.map { try TrainingData.load(path: $0, tokenizer: tokenizer, maxTokens: maxTokens) }
+        let ft = try Finetuner(model: trainingModel, data: examples, options: options)
+        if resume, let checkpoint, FileManager.default.fileExists(atPath: checkpoint) {
+            try ft.resume(from: checkpoint)
+            log("resumed from \(checkpoint) at step \(ft.step)/\(ft.totalSteps)")
+        }
+        log("\(examples.count) examples, \(ft.totalSteps) steps, \(ft.slots.reduce(0) { $0 + $1.count }) trainable parameters (\(full ? "full" : "LoRA r\(loraRank) \(initialization)"))")
+        if let heldOut { log(String(format: "held-out loss before: %.4f", try ft.evaluate(heldOut))) }
+        try ft.run { p in
+            let width = 24, done = Int(Double(width) * Double(p.step) / Double(max(p.totalSteps, 1)))
+            let bar = String(repeating: "#", count: done) + String(repeating: ".", count: width - done)
+            let line = String(format: "\r[%@] %d/%d epoch %d loss %.4f lr %.2e %.0f tok/s ETA %@",
+                              bar, p.step, p.totalSteps, p.epoch, p.loss, p.learningRate, p.tokensPerSecond, duration(p.etaSeconds))
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        if let heldOut { log(String(format: "held-out loss after: %.4f", try ft.evaluate(heldOut))) }
+        try ft.saveDelta(to: output)
+        log("wrote \(output)")
+        if let peftDir, let state = ft.lora {
+            try trainingModel.savePEFTAdapter(state, directory: peftDir, baseModel: model)
+            log("wrote PEFT adapter to \(peftDir)")
+        }
+    }
+
+    private func runBenchmark(pool: WorkerPool) throws {
+        print("training kernels: \(trainingKernelName), openblas core: \(SystemInfo.openBLASCoreName), threads: \(pool.threads)")
+        let peak = TrainingBenchmark.gemmPeakGFLOPS(pool: pool)
+        print(String(format: "OpenBLAS sgemm peak (1536³ over the pool): %.1f GFLOP/s", peak))
+        for mode in benchModes.split(separator: ",") {
+            let m = try TrainingModel.load(directory: model, pool: pool)
+            let r = try TrainingBenchmark.run(model: m, lora: mode == "lora", batch: benchBatch, length: benchLength,
+                                              steps: benchSteps, peakGFLOPS: peak)
+            print(String(format: "%@: %d×%d tokens, %.2f s/step, %.1f tokens/s, executed %.1f GFLOP/s = %.0f%% of peak (model FLOPs %.0f%%), peak RSS %.2f GiB",
+                         r.mode, benchBatch, benchLength, r.secondsPerStep, r.tokensPerSecond, r.executedGFLOPS,
+                         100 * r.ratioToPeak, 100 * r.modelRatioToPeak, Double(r.peakBytes) / Double(1 << 30)))
+        }
+    }
+
+    private func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+    private func duration(_ s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s)
+        return t >= 3600 ? "\(t / 3600)h\((t % 3600) / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+    }
+}
