@@ -616,7 +616,7 @@ UNITS = [
     ("filter_sort", "{{ ['b', 'C', 'a'] | sort }} {{ ['b', 'C', 'a'] | sort(case_sensitive=true) }} {{ [3, 1, 2] | sort(reverse=true) }} {{ m | sort(attribute='content') | map(attribute='role') | list }} {{ [2.5, 1, 3] | sort }}", {"m": MSGS}),
     ("filter_dictsort", "{{ {'b': 1, 'a': 2} | dictsort }} {{ {'b': 1, 'a': 2} | dictsort(by='value') }} {{ {'b': 1, 'A': 2} | dictsort(reverse=true) }}", {}),
     ("filter_sum_min_max", "{{ [1, 2, 3] | sum }} {{ [1, 2] | sum(start=10) }} {{ [{'n': 2}, {'n': 5}] | sum(attribute='n') }} {{ ['b', 'A', 'c'] | min }} {{ ['b', 'A', 'c'] | max }} {{ [{'n': 2}, {'n': 5}] | max(attribute='n') }}", {}),
-    ("filter_format", "{{ '%s is %d years' | format('Tom', 30) }} {{ '%5s|%-5s|' | format('a', 'b') }} {{ '%.2f %05.1f %x %%' | format(3.14159, 2.25, 255) }} {{ '%r' | format('q') }}", {}),
+    ("filter_format", "{{ '%s is %d years' | format('Tom', 30) }} {{ '%5s|%-5s|' | format('a', 'b') }} {{ '%.2f %05.1f %x %%' | format(3.14159, 2.25, 255) }} {{ '%r' | format('q') }} {{ '%x|%o|%u|%i' | format(-255, -8, 7, 3.9) }} {{ '%c%c' | format(65, 'é' | length) }} {{ '%e %g %10.3f|%-6d|' | format(12345.678, 0.0001, 3.14159, 42) }}", {}),
     ("filter_wordcount_center", "{{ 'one two, three_four 5' | wordcount }} [{{ 'ab' | center(7) }}] [{{ 'abc' | center(6) }}]", {}),
     ("filter_batch_attr", "{{ [1, 2, 3, 4, 5] | batch(2) | list }} {{ [1, 2, 3] | batch(2, 0) | list }} {{ m[1] | attr('role') }}", {"m": MSGS}),
     ("filter_count_alias", "{{ [1, 2] | count }} {{ 'ab' | d('x') }}", {}),

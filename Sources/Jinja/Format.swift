@@ -31,14 +31,19 @@ func printfFormat(_ format: String, _ args: [Value], allowUnused: Bool = false) 
             let arg = try nextArg()
             let text = conversion == "s" ? arg.pythonString : arg.pythonRepr
             out += pad(text, spec: spec)
-        case "d", "i", "x", "X", "o", "c":
+        case "d", "i", "u", "x", "X", "o", "c":
             let arg = try nextArg()
             guard let n = arg.integer ?? arg.numeric.map({ Int($0) }) else {
                 throw TemplateError(.type, "%\(conversion) format: a real number is required, not \(arg.typeName)")
             }
             if conversion == "c" { out += pad(String(Character(Unicode.Scalar(UInt32(n)) ?? " ")), spec: spec); break }
-            let cConversion = conversion == "i" ? "d" : String(conversion)
-            out += String(format: spec + "l" + cConversion, n)
+            let cConversion = (conversion == "i" || conversion == "u") ? "d" : String(conversion)
+            if n < 0, cConversion != "d" {
+                // Python prints a sign and the magnitude (-ff), C the two's complement.
+                out += "-" + String(format: spec + "l" + cConversion, n.magnitude)
+            } else {
+                out += String(format: spec + "l" + cConversion, n)
+            }
         case "f", "F", "e", "E", "g", "G":
             let arg = try nextArg()
             guard let d = arg.numeric else {
