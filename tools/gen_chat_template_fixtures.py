@@ -104,6 +104,10 @@ CONVERSATIONS = {
     "consecutive_users": [U1, U2],
     "system_only": [SYS],
     "reasoning_in_content": [U1, {"role": "assistant", "content": "<think>\nadd 2 and 2\n</think>\n\n4."}, U2],
+    "reasoning_fields": [U1, {"role": "assistant", "reasoning": "2+2 is 4", "content": "4."},
+                         {"role": "assistant", "content": "ok", "thinking": "hm", "reasoning_content": None}],
+    "assistant_prefix": [U1, {"role": "assistant", "content": "The answer is "}],
+    "content_parts_text": [{"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image"}]}],
 }
 
 TOOL_CONVERSATIONS = {
@@ -475,7 +479,12 @@ HERMES_STYLE = """{%- macro json_to_python_type(json_spec) %}
 {%- endif %}
 """
 
+# Prints what the template sees of each message, to pin the message normalisation.
+ECHO = """{% for message in messages %}{{ message | tojson }}|{{ message.reasoning_content }}|{{ message.content is string }}
+{% endfor %}"""
+
 FEATURE_TEMPLATES = {
+    "echo": ECHO,
     "features_loop": FEATURES_LOOP,
     "features_state": FEATURES_STATE,
     "features_expr": FEATURES_EXPR,
@@ -880,16 +889,19 @@ def error_record(error):
     return record
 
 
-def render_with_transformers(template, messages, add_generation_prompt, tools=None, special_tokens=None, extra=None):
+def render_with_transformers(template, messages, add_generation_prompt, tools=None, special_tokens=None, extra=None,
+                             continue_final_message=False):
     """What apply_chat_template(tokenize=False) does: refuse an empty conversation, drop null keys,
     then render_jinja_template."""
     if len(messages) == 0:
         raise ValueError("Cannot apply chat template to an empty conversation. Provide at least one message.")
-    messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
+    if continue_final_message and add_generation_prompt:
+        raise ValueError("continue_final_message and add_generation_prompt are not compatible.")
+    messages = [{k: v for k, v in m.items() if v is not None} for m in copy.deepcopy(messages)]
     kwargs = {**(special_tokens or {}), **(extra or {})}
     rendered, _ = render_jinja_template(
         conversations=[messages], tools=tools, chat_template=template,
-        add_generation_prompt=add_generation_prompt, **kwargs)
+        add_generation_prompt=add_generation_prompt, continue_final_message=continue_final_message, **kwargs)
     return rendered[0]
 
 
@@ -898,19 +910,23 @@ def make_cases(template, special_tokens, conversations, tool_conversations, toke
     items = [(name, msgs, None) for name, msgs in conversations.items()]
     items += [(name, msgs, tools) for name, (msgs, tools) in tool_conversations.items()]
     for name, messages, tools in items:
-        for agp in (False, True):
-            case = {"name": f"{name}{'+gen' if agp else ''}", "messages": messages, "add_generation_prompt": agp}
+        for agp, cont in ((False, False), (True, False), (False, True)):
+            case = {"name": f"{name}{'+gen' if agp else ''}{'+continue' if cont else ''}", "messages": messages,
+                    "add_generation_prompt": agp}
+            if cont:
+                case["continue_final_message"] = True
             if tools is not None:
                 case["tools"] = tools
             if extra:
                 case["extra"] = extra
             try:
-                expected = render_with_transformers(template, messages, agp, tools, special_tokens, extra)
+                expected = render_with_transformers(template, messages, agp, tools, special_tokens, extra, cont)
                 if tokenizer is not None:
                     # The public entry point must agree with the function it calls.
                     kw = dict(extra or {})
                     via_tokenizer = tokenizer.apply_chat_template(
-                        messages, tools=tools, add_generation_prompt=agp, tokenize=False, **kw)
+                        copy.deepcopy(messages), tools=tools, add_generation_prompt=agp, tokenize=False,
+                        continue_final_message=cont, **kw)
                     assert via_tokenizer == expected, (name, via_tokenizer, expected)
                 case["expected"] = expected
             except Exception as error:  # the template refused the conversation

@@ -13,6 +13,7 @@ struct ChatCase: Sendable, CustomTestStringConvertible {
     let specialTokens: [String: String]
     let messages: [Value]
     let addGenerationPrompt: Bool
+    let continueFinalMessage: Bool
     let tools: [Value]?
     let extra: [String: Value]
     let expectation: Expectation
@@ -37,6 +38,7 @@ struct ChatCase: Sendable, CustomTestStringConvertible {
                 cases.append(ChatCase(
                     file: file, name: r["name"]?.stringValue ?? "?", template: template, specialTokens: special,
                     messages: r["messages"]?.arrayValue ?? [], addGenerationPrompt: r["add_generation_prompt"]?.boolValue ?? false,
+                    continueFinalMessage: r["continue_final_message"]?.boolValue ?? false,
                     tools: r["tools"]?.arrayValue, extra: extra, expectation: try Expectation(r)))
             }
         }
@@ -50,7 +52,7 @@ struct ChatCase: Sendable, CustomTestStringConvertible {
         let template = try ChatTemplate(source: c.template, specialTokens: c.specialTokens)
         check(c.expectation) {
             try template.render(conversation: c.messages, addGenerationPrompt: c.addGenerationPrompt,
-                                tools: c.tools, extra: c.extra)
+                                tools: c.tools, continueFinalMessage: c.continueFinalMessage, extra: c.extra)
         }
     }
 
@@ -84,7 +86,8 @@ struct ChatCase: Sendable, CustomTestStringConvertible {
         #expect(tokenizer.chatTemplateSpecialTokens == cases.first?.specialTokens)
         for c in cases {
             check(c.expectation) {
-                try tokenizer.applyChatTemplate(conversation: c.messages, addGenerationPrompt: c.addGenerationPrompt, tools: c.tools)
+                try tokenizer.applyChatTemplate(conversation: c.messages, addGenerationPrompt: c.addGenerationPrompt, tools: c.tools,
+                                                continueFinalMessage: c.continueFinalMessage)
             }
         }
         _ = template
