@@ -150,7 +150,7 @@ func writeF32Copy(of directory: String) throws -> String {
 func residentBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0
         return kb * 1024
     }
     return 0

@@ -66,15 +66,11 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Renders a conversation with the model's chat template, as transformers does.
 func renderChat(_ tokenizer: Tokenizer, _ messages: [ChatMessage]) throws -> String {
-    guard let source = tokenizer.chatTemplate else {
-        throw CLIError("the model has no chat template (tokenizer_config.json has no chat_template)")
+    do {
+        return try tokenizer.applyChatTemplate(messages: messages, addGenerationPrompt: true)
+    } catch {
+        throw CLIError("cannot format the chat: \(error)")
     }
-    var special: [String: String] = [:]
-    if let t = tokenizer.bosToken { special["bos_token"] = t }
-    if let t = tokenizer.eosToken { special["eos_token"] = t }
-    if let t = tokenizer.padToken { special["pad_token"] = t }
-    if let t = tokenizer.unkToken { special["unk_token"] = t }
-    return try ChatTemplate(source: source, specialTokens: special).render(messages: messages, addGenerationPrompt: true)
 }
 
 /// Generates and streams text to stdout; returns the generated text and the result.
