@@ -219,6 +219,10 @@ final class Connection: @unchecked Sendable {
             refusal = tooLarge()
             return -1   // for this callback 1 means "no body"; any other nonzero is an error
         }
+        // curl sends `Expect: 100-continue` with bodies over 1 KiB and waits a second for this.
+        if headers.contains(where: { $0.name.lowercased() == "expect" && $0.value.lowercased() == "100-continue" }) {
+            write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
         return 0
     }
 

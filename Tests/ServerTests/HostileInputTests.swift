@@ -194,6 +194,12 @@ import Testing
         try c.sendRaw("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(try c.readResponse().json["status"] as? String == "ok")
         #expect(try c.readResponse().json["object"] as? String == "list")
+        // Expect: 100-continue (curl, bodies over 1 KiB): the interim answer comes at once.
+        let body = "{\"prompt\": [1, 2], \"max_tokens\": 1}"
+        try c.sendRaw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        #expect(try c.readResponse().status == 100)
+        try c.sendRaw(body)
+        #expect(try c.readResponse().status == 200)
         // HTTP/1.0 without keep-alive: answered, then closed.
         let old = try s.client()
         try old.sendRaw("GET /health HTTP/1.0\r\n\r\n")
