@@ -62,7 +62,9 @@ public final class Finetuner {
     public var stepsPerEpoch: Int { (data.count + options.batchSize - 1) / options.batchSize }
     public var totalSteps: Int { stepsPerEpoch * options.epochs }
 
-    public init(model: TrainingModel, data: [TrainingSequence], options: FinetuneOptions) throws {
+    /// `loraInitialization` overrides `options.initialization` (a plugin's own (B₀, A₀)).
+    public init(model: TrainingModel, data: [TrainingSequence], options: FinetuneOptions,
+                loraInitialization: LoRAInitialization? = nil) throws {
         guard options.epochs >= 1, options.batchSize >= 1, options.microBatchSize >= 1 else {
             throw TrainingError.invalidArgument("epochs, batch size and micro-batch size must be ≥ 1")
         }
@@ -80,7 +82,7 @@ public final class Finetuner {
             if let available = options.memoryLimitBytes ?? availableMemoryBytes(), needed > available {
                 throw TrainingError.insufficientMemory(needed: needed, available: available, what: "LoRA training with \(rowsPerStep) tokens per forward")
             }
-            let initialization: LoRAInitialization
+            var initialization: LoRAInitialization
             switch options.initialization {
             case .random: initialization = .random(seed: options.seed)
             case .pissa: initialization = .pissa
@@ -92,6 +94,7 @@ public final class Finetuner {
                 }
                 initialization = .given(pairs)
             }
+            if let loraInitialization { initialization = loraInitialization }
             lora = try model.attachLoRA(config, initialization: initialization)
             slots = model.loraParameters()
         } else {
@@ -250,6 +253,19 @@ public final class Finetuner {
                 }
             }
         }
+        // Biases and norm weights: small dense deltas too.
+        func vectorDelta(_ name: String, _ value: UnsafeMutablePointer<Float>, _ count: Int) throws {
+            guard let info = try? model.weights.storage.info(name), let raw = try? model.weights.storage.data(name) else { return }
+            var original = [Float](repeating: 0, count: count)
+            original.withUnsafeMutableBufferPointer {
+                WeightMatrix(dtype: info.dtype, rows: 1, cols: count, base: raw.baseAddress!).widenRow(0, into: $0.baseAddress!)
+            }
+            try writer.add(name + ".dense", dtype: .f32, shape: [count], values: (0..<count).map { value[$0] - original[$0] })
+        }
+        for l in model.linears {
+            if let b = l.bias { try vectorDelta(String(l.name.dropLast(7)) + ".bias", b.data, b.count) }
+        }
+        for v in model.vectors { try vectorDelta(v.name, v.value.data, v.value.count) }
         try writer.write(to: path)
     }
 }
