@@ -13,11 +13,16 @@ static _Atomic int gk_level = LEVEL_UNSET;
 // A per-thread override (tests and benchmarks compare ISAs without touching other threads).
 static _Thread_local int gk_thread_level = LEVEL_UNSET;
 
+static _Atomic int gk_detected = LEVEL_UNSET;
+
+// CPUID once; every later call is one relaxed load.
 static int detect_level(void) {
+    int l = atomic_load_explicit(&gk_detected, memory_order_relaxed);
+    if (l != LEVEL_UNSET) return l;
     gk_cpu_features f = gk_detect_cpu();
-    if (f.avx512f && f.avx2_fma && f.f16c) return LEVEL_AVX512;
-    if (f.avx2_fma && f.f16c) return LEVEL_AVX2;
-    return LEVEL_SCALAR;
+    l = (f.avx512f && f.avx2_fma && f.f16c) ? LEVEL_AVX512 : (f.avx2_fma && f.f16c) ? LEVEL_AVX2 : LEVEL_SCALAR;
+    atomic_store_explicit(&gk_detected, l, memory_order_relaxed);
+    return l;
 }
 
 static inline int level(void) {
@@ -360,13 +365,35 @@ void gk_widen(gk_dtype t, float *dst, const void *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = elem(t, src, i);
 }
 
+// gk_dot and gk_axpy: the AVX2 versions do exactly the scalar versions' operations (8 lane
+// partial sums with fused multiply-adds, the same final association), so results do not depend
+// on the CPU; the scalar fallback's fmaf is a libcall on baseline x86-64, hence the SIMD path.
+T256 static float dot256(const float *a, const float *b, size_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    for (; k < n; k++) lanes[k & 7] = fmaf(a[k], b[k], lanes[k & 7]);
+    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+}
+
+T256 static void axpy256(float *y, float a, const float *x, size_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
+}
+
 float gk_dot(const float *a, const float *b, size_t n) {
+    if (detect_level() >= LEVEL_AVX2) return dot256(a, b, n);
     float acc[8] = {0};
     for (size_t k = 0; k < n; k++) acc[k & 7] = fmaf(a[k], b[k], acc[k & 7]);
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
 void gk_axpy(float *y, float a, const float *x, size_t n) {
+    if (detect_level() >= LEVEL_AVX2) { axpy256(y, a, x, n); return; }
     for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
