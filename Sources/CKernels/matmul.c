@@ -133,6 +133,11 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
     size_t k = 0;
     for (; k + 16 <= cols; k += 16) {
         __m512 wv[4];
+#ifndef GK_NO_PREFETCH
+        // Decode streams the weights from DRAM: ask for the next tile's rows early so that more
+        // cache-line fills are in flight than the hardware prefetcher alone keeps.
+        for (int a = 0; a < R; a++) _mm_prefetch(w + (r + R + a) * rowbytes + k * es, _MM_HINT_T0);
+#endif
         for (int a = 0; a < R; a++) wv[a] = ld512(t, w + (r + a) * rowbytes + k * es, 0, 0);
         for (int b = 0; b < J; b++) {
             __m512 xv = _mm512_loadu_ps(x + b * ldx + k);
