@@ -106,6 +106,24 @@ struct CompletionRequest {
             } else {
                 throw .invalid("stop must be a string or an array of strings.", param: "stop")
             }
+            // The stop matcher holds back text that could start a stop string: keep them short so
+            // no request can make the engine thread crawl.
+            if p.stopStrings.contains(where: { $0.count > 256 }) {
+                throw .invalid("stop strings are limited to 256 characters.", param: "stop")
+            }
+        }
+        // Text is tokenized on the engine thread: refuse text that cannot fit the prompt cap
+        // before it costs anything (no tokenizer here makes a token out of more than 32 bytes
+        // on average).
+        let textBytes = prompts.reduce(0) { total, prompt in
+            switch prompt {
+            case .text(let s): total + s.utf8.count
+            case .chat(let messages): total + messages.reduce(0) { $0 + $1.content.utf8.count }
+            case .tokens: total
+            }
+        }
+        if textBytes > options.maxPromptTokens * 32 {
+            throw .invalid("The prompt is too long (\(textBytes) bytes; at most \(options.maxPromptTokens) tokens are accepted).", param: "prompt")
         }
         if let ids = body["stop_token_ids"]?.array {
             p.stopTokens = ids.compactMap(\.int)

@@ -52,6 +52,8 @@ import Testing
         check(try s.post("/v1/completions", ["prompt": "hi", "n": 0]), 400, "n = 0")
         check(try s.post("/v1/completions", ["prompt": [1, 999]]), 400, "token id outside the vocabulary")
         check(try s.post("/v1/completions", ["prompt": Array(repeating: 5, count: 21)]), 400, "prompt over the cap")
+        check(try s.post("/v1/completions", ["prompt": String(repeating: "x", count: 700)]), 400, "text far over the prompt cap")
+        check(try s.post("/v1/completions", ["prompt": "hi", "stop": [String(repeating: "s", count: 300)]]), 400, "long stop string")
         check(try s.post("/v1/chat/completions", ["messages": []]), 400, "no messages")
         check(try s.post("/v1/chat/completions", ["messages": [["content": "x"]]]), 400, "message without role")
         let tokenOnly = try TestServer(model: tinyModel)

@@ -86,14 +86,26 @@ import Tokenizers
         b.close()
     }
 
-    /// A request whose KV cache can never fit the budget is refused, not queued forever.
-    @Test func kvBudgetTooSmall() throws {
+    /// A 1 MiB KV budget (the smallest) still admits a sequence of the tiny model's full context.
+    @Test func smallKVBudgetStillServes() throws {
         let s = try TestServer { $0.kvCacheMB = 1 }
         defer { #expect(s.stop()) }
         // llama-tiny: 2 layers × kvDim 32 × 2 × 4 bytes = 512 B per position; 128 positions fit in 1 MiB.
         let ok = try s.post("/v1/completions", ["prompt": [1, 2, 3], "max_tokens": 100, "temperature": 0])
         #expect(ok.status == 200)
     }
+}
+
+/// A request whose KV cache can never fit the budget is refused with 400, not queued forever.
+@Test(.enabled(if: defaultModelPresent, "default model not provisioned (run tools/provision)"))
+func kvBudgetRefusesWhatCannotFit() throws {
+    // SmolLM2-135M: 30 layers × 192 × 2 × 4 bytes = 45 KiB per position; 100 positions > 1 MiB.
+    let s = try TestServer(model: defaultModel) { $0.kvCacheMB = 1 }
+    defer { #expect(s.stop()) }
+    let r = try s.post("/v1/completions", ["prompt": "Hello", "max_tokens": 100])
+    #expect(r.status == 400)
+    #expect(((r.json["error"] as? [String: Any])?["message"] as? String)?.contains("--kv-cache-mb") == true)
+    #expect(try s.post("/v1/completions", ["prompt": "Hello", "max_tokens": 10, "temperature": 0]).status == 200)
 }
 
 final class ResultBox: @unchecked Sendable {
