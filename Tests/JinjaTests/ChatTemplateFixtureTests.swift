@@ -20,7 +20,12 @@ struct ChatCase: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { "\(file): \(name)" }
 
-    static func all() throws -> [ChatCase] {
+    /// Parsed once per test run (the fixtures are a few MB of JSON).
+    private static let loaded = Result { try load() }
+
+    static func all() throws -> [ChatCase] { try loaded.get() }
+
+    private static func load() throws -> [ChatCase] {
         var cases: [ChatCase] = []
         for file in try Fixtures.chatTemplateFiles() {
             let fixture = try Fixtures.load(file)
