@@ -59,18 +59,21 @@ public final class Finetuner {
     public let slots: [ParameterSlot]
     public let optimizer: any Optimizer
     public private(set) var step = 0
+    /// Cross-entropy, or distillation to a teacher (supervised KD, GKD's JSD).
+    public let objective: Objective
     public var stepsPerEpoch: Int { (data.count + options.batchSize - 1) / options.batchSize }
     public var totalSteps: Int { stepsPerEpoch * options.epochs }
 
     /// `loraInitialization` overrides `options.initialization` (a plugin's own (B₀, A₀)).
     public init(model: TrainingModel, data: [TrainingSequence], options: FinetuneOptions,
-                loraInitialization: LoRAInitialization? = nil) throws {
+                loraInitialization: LoRAInitialization? = nil, objective: Objective = .crossEntropy) throws {
         guard options.epochs >= 1, options.batchSize >= 1, options.microBatchSize >= 1 else {
             throw TrainingError.invalidArgument("epochs, batch size and micro-batch size must be ≥ 1")
         }
         guard !data.isEmpty else { throw TrainingError.invalidData("no training examples") }
         self.model = model
         self.options = options
+        self.objective = objective
         self.data = data
         let longest = data.map(\.tokens.count).max() ?? 0
         let rowsPerStep = min(options.microBatchSize, data.count) * longest
@@ -142,7 +145,7 @@ public final class Finetuner {
         var i = 0
         while i < batch.count {
             let micro = Array(batch[i..<min(i + options.microBatchSize, batch.count)])
-            loss += try model.lossAndGradients(TrainingBatch(micro), normalizer: max(total, 1)).loss
+            loss += try model.lossAndGradients(TrainingBatch(micro), objective: objective, normalizer: max(total, 1)).loss
             tokens += micro.reduce(0) { $0 + $1.tokens.count }
             i += options.microBatchSize
         }
@@ -180,7 +183,7 @@ public final class Finetuner {
         var sum = 0.0, count = 0
         var i = 0
         while i < sequences.count {
-            let r = try model.loss(TrainingBatch(Array(sequences[i..<min(i + options.microBatchSize, sequences.count)])))
+            let r = try model.loss(TrainingBatch(Array(sequences[i..<min(i + options.microBatchSize, sequences.count)])), objective: objective)
             sum += r.sum
             count += r.tokens
             i += options.microBatchSize

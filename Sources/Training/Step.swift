@@ -64,9 +64,7 @@ extension TrainingModel {
             layerForward(li, x: res + li * rows * d, y: res + (li + 1) * rows * d, layout: layout)
         }
         let hF = b.hF.reserve(rows * d), rstdF = b.rstdF.reserve(rows)
-        finalNorm.value.data.withMemoryRebound(to: Float.self, capacity: d) { w in
-            tk_rmsnorm_forward(hF, rstdF, res + c.layers * rows * d, w, rows, d, c.rmsNormEps)
-        }
+        tk_rmsnorm_forward(hF, rstdF, res + c.layers * rows * d, finalNorm.value.data, rows, d, c.rmsNormEps)
 
         // Label positions: row of position t predicts labels[t + 1].
         var lossRows: [Int] = [], targets: [Int32] = []
@@ -115,9 +113,7 @@ extension TrainingModel {
 
         // Backward: final norm, then the layers in reverse (each recomputed from its input).
         let dres = b.dres.zeros(rows * d)
-        finalNorm.value.data.withMemoryRebound(to: Float.self, capacity: d) { w in
-            tk_rmsnorm_backward(dres, finalNorm.gradient?.data, dhF, res + c.layers * rows * d, w, rstdF, rows, d)
-        }
+        tk_rmsnorm_backward(dres, finalNorm.gradient?.data, dhF, res + c.layers * rows * d, finalNorm.value.data, rstdF, rows, d)
         for li in stride(from: c.layers - 1, through: 0, by: -1) {
             // The last layer's activations are still in the buffers from the forward.
             if li != c.layers - 1 {

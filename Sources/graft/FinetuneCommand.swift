@@ -44,6 +44,10 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Checkpoint file.") var checkpoint: String?
     @Option(help: "Checkpoint every N steps.") var checkpointEvery = 50
     @Flag(help: "Resume from --checkpoint when it exists.") var resume = false
+    @Option(help: "Distil from this teacher model folder (same vocabulary) instead of the labels.") var teacher: String?
+    @Option(help: "Divergence to the teacher: fkl (supervised KD), rkl, jsd.") var divergence = "fkl"
+    @Option(help: "β of the generalized JSD (GKD).") var beta: Float = 0.5
+    @Option(help: "Distillation temperature.") var temperature: Float = 1
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
     @Flag(help: .hidden) var bench = false
     @Option(help: .hidden) var benchBatch = 4
@@ -83,7 +87,18 @@ struct FinetuneCommand: ParsableCommand {
         let trainingModel = try TrainingModel.load(directory: model, pool: pool)
         let examples = try TrainingData.load(path: data, tokenizer: tokenizer, maxTokens: maxTokens)
         let heldOut = try eval.map { try TrainingData.load(path: $0, tokenizer: tokenizer, maxTokens: maxTokens) }
-        let ft = try Finetuner(model: trainingModel, data: examples, options: options)
+        var objective = Objective.crossEntropy
+        if let teacher {
+            let d: Divergence
+            switch divergence {
+            case "fkl": d = .forwardKL
+            case "rkl": d = .reverseKL
+            case "jsd": d = .generalizedJSD(beta: beta)
+            default: throw ValidationError("--divergence: fkl, rkl or jsd")
+            }
+            objective = .distillation(teacher: try TrainingModel.load(directory: teacher, pool: pool), divergence: d, temperature: temperature)
+        }
+        let ft = try Finetuner(model: trainingModel, data: examples, options: options, objective: objective)
         if resume, let checkpoint, FileManager.default.fileExists(atPath: checkpoint) {
             try ft.resume(from: checkpoint)
             log("resumed from \(checkpoint) at step \(ft.step)/\(ft.totalSteps)")
@@ -111,6 +126,17 @@ struct FinetuneCommand: ParsableCommand {
         print("training kernels: \(trainingKernelName), openblas core: \(SystemInfo.openBLASCoreName), threads: \(pool.threads)")
         let peak = TrainingBenchmark.gemmPeakGFLOPS(pool: pool)
         print(String(format: "OpenBLAS sgemm peak (1536³ over the pool): %.1f GFLOP/s", peak))
+        do {
+            // Memory of the reference batch (16 × 512) for this model, from the same
+            // accounting the up-front refusal uses.
+            let m = try TrainingModel.load(directory: model, pool: pool)
+            let widened = m.weights.storage.tensors.values.reduce(0) { $0 + ($1.dtype == .f32 ? 0 : $1.shape.reduce(1, *) * 4) }
+            let act = m.activationBytes(tokensPerStep: 16 * 512)
+            let gib = Double(1 << 30)
+            print(String(format: "16×512 estimate: LoRA %.2f GiB (f32 weights %.2f + activations %.2f); full fine-tune %.2f GiB",
+                         Double(widened + act) / gib, Double(widened) / gib, Double(act) / gib,
+                         Double(m.fullFineTuneBytes(tokensPerStep: 16 * 512)) / gib))
+        }
         for mode in benchModes.split(separator: ",") {
             let m = try TrainingModel.load(directory: model, pool: pool)
             let r = try TrainingBenchmark.run(model: m, lora: mode == "lora", batch: benchBatch, length: benchLength,
