@@ -134,6 +134,23 @@ import Testing
         try stillServes(s, "after vanishing clients")
     }
 
+    /// A client that asks for a long stream and stops reading: dropped once its unread bytes
+    /// pass the cap (or its writes stall past the timeout); its sequences are cancelled.
+    @Test func clientThatStopsReading() throws {
+        let s = try TestServer { $0.maxPendingWriteBytes = 32 * 1024; $0.writeTimeout = 1; $0.idleTimeout = 3; $0.maxN = 64 }
+        defer { #expect(s.stop()) }
+        let c = try RawClient(port: s.port, receiveBuffer: 2048)
+        try c.send("POST", "/v1/completions", body: "{\"prompt\": [1, 2, 3], \"max_tokens\": 120, \"n\": 64, \"stream\": true, \"ignore_eos\": true, \"logprobs\": 20}")
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(try waitUntilIdle(s), "the slow reader's sequences still run")
+        try stillServes(s, "while a client does not read")
+        // Reading now: the stream was cut (no [DONE]) and the socket closed.
+        let rest = c.readAll()
+        #expect(rest != nil, "the slow reader is still connected")
+        #expect(rest.map { !String(decoding: $0, as: UTF8.self).contains("data: [DONE]") } == true, "the stream was not cut")
+        c.close()
+    }
+
     /// Slowloris: headers dribbled a byte at a time never tie the server up.
     @Test func slowloris() throws {
         let s = try TestServer { $0.requestTimeout = 1 }

@@ -133,9 +133,12 @@ final class RawClient: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
 
-    init(port: Int, timeout: Double = 60) throws {
+    init(port: Int, timeout: Double = 60, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError(description: "socket: \(errno)") }
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_in()
@@ -186,6 +189,14 @@ final class RawClient: @unchecked Sendable {
         if n == 0 { return false }
         buffer += chunk[0..<n]
         return true
+    }
+
+    /// Everything until the server closes the connection (nil on a read timeout).
+    func readAll() -> [UInt8]? {
+        while true {
+            guard let more = try? fill() else { return nil }
+            if !more { return buffer }
+        }
     }
 
     /// Whether the server has closed the connection (reads to EOF, discarding data).
