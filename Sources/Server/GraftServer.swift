@@ -112,13 +112,20 @@ public final class GraftServer: @unchecked Sendable {
         } else if path.hasPrefix("/v1/models/"), r.method == "GET" {
             exchange.route = "/v1/models/{id}"
             let name = String(path.dropFirst("/v1/models/".count))
-            guard name == modelID || name == modelAlias else { return exchange.respond(error: .modelNotFound(name)) }
+            guard servesModel(named: name) else { return exchange.respond(error: .modelNotFound(name)) }
             exchange.respond(json: modelCard)
         } else if routes.contains(where: { $0.1 == path }) {
             exchange.respond(error: .methodNotAllowed(r.method, path))
         } else {
             exchange.respond(error: .notFound("Unknown route \(r.method) \(r.path.prefix(200)) (hint: the API is under /v1)."))
         }
+    }
+
+    /// `base`, the model folder's name, or a path ending in it (lm-evaluation-harness sends the
+    /// path it also loads the tokenizer from).
+    private func servesModel(named name: String) -> Bool {
+        name == modelID || name == modelAlias
+            || (name.hasSuffix("/" + modelAlias) || name.hasSuffix("/" + modelAlias + "/"))
     }
 
     private func health(_ exchange: Exchange) {
@@ -165,7 +172,7 @@ public final class GraftServer: @unchecked Sendable {
         } catch {
             return exchange.respond(error: error)
         }
-        if let name = request.model, name != modelID, name != modelAlias {
+        if let name = request.model, !servesModel(named: name) {
             return exchange.respond(error: .modelNotFound(name))
         }
         let firstJob = nextJobID

@@ -64,7 +64,7 @@ import Tokenizers
 
     /// Beyond the batch and the queue: 429 with Retry-After, and the others still finish.
     @Test func fullQueueGets429() throws {
-        let s = try TestServer { $0.maxBatch = 1; $0.maxQueue = 1; $0.stepDelay = 0.005 }
+        let s = try TestServer { $0.maxBatch = 1; $0.maxQueue = 1; $0.stepDelay = 0.02 }
         defer { #expect(s.stop()) }
         let slow: [String: Any] = ["prompt": [1, 2, 3], "max_tokens": 100, "temperature": 0, "stream": true]
         let a = try s.client(), b = try s.client()
