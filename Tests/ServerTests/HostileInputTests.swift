@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import LanguageModel
 import Testing
 @testable import Server
 
@@ -149,6 +150,44 @@ import Testing
         #expect(rest != nil, "the slow reader is still connected")
         #expect(rest.map { !String(decoding: $0, as: UTF8.self).contains("data: [DONE]") } == true, "the stream was not cut")
         c.close()
+    }
+
+    /// Seeded mutations of valid requests: bytes flipped, inserted, deleted, cut short. Whole
+    /// requests get an answer other than 5xx (or a closed connection); the server keeps serving.
+    @Test func mutatedRequestsFuzz() throws {
+        let s = try TestServer { $0.requestTimeout = 1 }
+        defer { #expect(s.stop()) }
+        var rng = SplitMix64(seed: 5)
+        let bodies = [
+            #"{"prompt": [1, 2, 3], "max_tokens": 2, "temperature": 0, "logprobs": 2, "echo": true}"#,
+            #"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": true, "stop": ["a"]}"#,
+            #"{"prompt": ["ab", "cd"], "n": 2, "max_tokens": 1, "seed": 3}"#,
+        ]
+        for i in 0..<200 {
+            let body = Array(bodies[i % bodies.count].utf8)
+            let path = i % 2 == 0 ? "completions" : "chat/completions"
+            var bytes = Array("POST /v1/\(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let at = Int(rng.next() % UInt64(bytes.count))
+                switch rng.next() % 4 {
+                case 0: bytes[at] ^= UInt8(1 << (rng.next() % 8))
+                case 1: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: at)
+                case 2: bytes.remove(at: at)
+                default: bytes[at] = UInt8(ascii: "\"")
+                }
+            }
+            let c = try s.client()
+            try? c.sendRaw(bytes)
+            if i % 3 == 0 {
+                // Complete requests are answered at once; incomplete ones are left to time out.
+                c.close()
+                continue
+            }
+            let status = try? RawClient.withTimeout(c, 0.25) { try $0.readResponse().status }
+            if let status { #expect(status < 500, "mutation \(i): \(status)") }
+            c.close()
+        }
+        try stillServes(s, "after 200 mutated requests")
     }
 
     /// Slowloris: headers dribbled a byte at a time never tie the server up.

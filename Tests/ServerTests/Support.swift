@@ -156,6 +156,13 @@ final class RawClient: @unchecked Sendable {
 
     func close() { Glibc.close(fd) }
 
+    /// Runs `body` with a shorter receive timeout.
+    static func withTimeout<T>(_ c: RawClient, _ seconds: Double, _ body: (RawClient) throws -> T) rethrows -> T {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return try body(c)
+    }
+
     /// Closes with a TCP reset (SO_LINGER 0): the rudest way to vanish.
     func reset() {
         var l = linger(l_onoff: 1, l_linger: 0)
