@@ -162,13 +162,20 @@ final class Connection: @unchecked Sendable {
             return
         }
         resetRequest()
-        state = .idle
         lastActivity = server.now
         http_parser_pause(parser, 0)
-        if !pendingInput.isEmpty {
-            let input = pendingInput
-            pendingInput = []
-            input.withUnsafeBytes { parse($0) }
+        if pendingInput.isEmpty {
+            state = .idle
+        } else {
+            // Pipelined requests are parsed on the next loop turn, not from here: answering them
+            // one inside the other would nest a stack frame per request.
+            server.post { [self] in
+                guard state == .processing, exchange == nil else { return }
+                state = .idle
+                let input = pendingInput
+                pendingInput = []
+                input.withUnsafeBytes { parse($0) }
+            }
         }
     }
 

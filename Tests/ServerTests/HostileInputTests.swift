@@ -250,6 +250,9 @@ import Testing
         try c.sendRaw("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(try c.readResponse().json["status"] as? String == "ok")
         #expect(try c.readResponse().json["object"] as? String == "list")
+        // Thousands pipelined in one write: all answered, in order (no recursion per request).
+        try c.sendRaw(String(repeating: "GET /health HTTP/1.1\r\n\r\n", count: 3000))
+        for _ in 0..<3000 { #expect(try c.readResponse().status == 200) }
         // Expect: 100-continue (curl, bodies over 1 KiB): the interim answer comes at once.
         let body = "{\"prompt\": [1, 2], \"max_tokens\": 1}"
         try c.sendRaw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
