@@ -202,6 +202,9 @@ public final class GraftServer: @unchecked Sendable {
         guard let text = body["content"]?.string ?? body["prompt"]?.string else {
             return exchange.respond(error: .invalid("content must be a string.", param: "content"))
         }
+        guard text.utf8.count <= options.maxPromptTokens * 32 else {
+            return exchange.respond(error: .invalid("content is longer than any prompt this server accepts.", param: "content"))
+        }
         let addSpecial = body["add_special"]?.bool ?? false
         let withPieces = body["with_pieces"]?.bool ?? false
         engine.perform { [http] in
@@ -227,6 +230,9 @@ public final class GraftServer: @unchecked Sendable {
                 return exchange.respond(error: .invalid("tokens must be valid token ids.", param: "tokens"))
             }
             ids.append(id)
+        }
+        guard ids.count <= options.maxPromptTokens + options.maxTokensLimit else {
+            return exchange.respond(error: .invalid("too many tokens.", param: "tokens"))
         }
         engine.perform { [http, ids] in
             let text = tokenizer.decode(ids)
