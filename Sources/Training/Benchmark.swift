@@ -73,7 +73,10 @@ public enum TrainingBenchmark {
 
     /// VmHWM of /proc/self/status (peak resident set), in bytes.
     public static func peakResidentBytes() -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        // /proc files report size 0: read them to the end rather than by their stat size.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/self/status"),
+              let data = try? handle.readToEnd(), let text = String(data: data, encoding: .utf8) else { return 0 }
+        defer { try? handle.close() }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
             let parts = line.split(separator: " ")
             if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
