@@ -210,6 +210,10 @@ T512 static void panel512(gk_dtype t, float *out, size_t ldo, const float *x, si
                 const char *row = w + (r + a) * rb;
                 float *dst = panel + a * pcols;
                 size_t k = 0;
+#ifndef GK_NO_PREFETCH
+                // The next block's row, while this block computes (weights stream from DRAM).
+                for (size_t pk = 0; pk < rb; pk += 64) _mm_prefetch(row + 4 * rb + pk, _MM_HINT_T0);
+#endif
                 for (; k + 16 <= cols; k += 16) _mm512_store_ps(dst + k, ld512(t, row + k * es, 0, 0));
                 if (k < cols) _mm512_store_ps(dst + k, ld512(t, row + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
             }
