@@ -15,10 +15,34 @@ public enum TrainingBenchmark {
         public var modelFLOPsPerToken: Double
         public var peakGFLOPS: Double
         public var peakBytes: Int
+        /// CPU seconds a step used (all threads).
+        public var cpuSecondsPerStep: Double
+        public var executedGFLOPPerCPUSecond: Double { executedFLOPsPerToken * tokens / cpuSecondsPerStep / 1e9 }
+        public var tokens: Double
 
         public var executedGFLOPS: Double { executedFLOPsPerToken * tokensPerSecond / 1e9 }
         public var ratioToPeak: Double { executedGFLOPS / peakGFLOPS }
         public var modelRatioToPeak: Double { modelFLOPsPerToken * tokensPerSecond / 1e9 / peakGFLOPS }
+    }
+
+    /// CPU seconds (user + system) this process has used: on a shared machine, FLOPs per CPU
+    /// second compare a run with the GEMM peak independently of other jobs' load.
+    public static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
+    /// GFLOP per CPU second of square sgemms over the pool (best of `repeats`).
+    public static func gemmPeakGFLOPPerCPUSecond(pool: WorkerPool, n: Int = 1536, repeats: Int = 3) -> Double {
+        let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let t0 = cpuSeconds()
+            gemm(transA: false, transB: true, m: n, n: n, k: n, a.data, lda: n, b.data, ldb: n, c.data, ldc: n, pool: pool)
+            best = min(best, cpuSeconds() - t0)
+        }
+        return 2 * Double(n * n * n) / best / 1e9
     }
 
     /// Best of `repeats` square sgemms of size n split over the pool, as the training GEMMs are.
@@ -50,9 +74,10 @@ public enum TrainingBenchmark {
         let data = (0..<batch).map { _ in TrainingSequence(tokens: (0..<length).map { _ in Int.random(in: 0..<c.vocabSize, using: &rng) }) }
         let ft = try Finetuner(model: model, data: data, options: options)
         try ft.trainStep(data)
-        let t0 = DispatchTime.now().uptimeNanoseconds
+        let t0 = DispatchTime.now().uptimeNanoseconds, c0 = cpuSeconds()
         for _ in 0..<steps { try ft.trainStep(data) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
+        let cpu = (cpuSeconds() - c0) / Double(steps)
         let tokens = Double(batch * length)
 
         // Multiply-accumulates per token.
@@ -68,7 +93,7 @@ public enum TrainingBenchmark {
         let model = (lora ? 4 : 6) * p
         return Result(mode: lora ? "lora r16" : "full", tokensPerSecond: tokens / seconds, secondsPerStep: seconds,
                       executedFLOPsPerToken: executed, modelFLOPsPerToken: model, peakGFLOPS: peakGFLOPS,
-                      peakBytes: peakResidentBytes())
+                      peakBytes: peakResidentBytes(), cpuSecondsPerStep: cpu, tokens: tokens)
     }
 
     /// VmHWM of /proc/self/status (peak resident set), in bytes.
@@ -78,7 +103,7 @@ public enum TrainingBenchmark {
               let data = try? handle.readToEnd(), let text = String(data: data, encoding: .utf8) else { return 0 }
         defer { try? handle.close() }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let parts = line.split(separator: " ")
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
         }
         return 0

@@ -126,7 +126,8 @@ struct FinetuneCommand: ParsableCommand {
         print("training kernels: \(trainingKernelName), openblas core: \(SystemInfo.openBLASCoreName), threads: \(pool.threads)")
         // The machine is shared: measure the GEMM peak around every run and keep the best.
         var peak = TrainingBenchmark.gemmPeakGFLOPS(pool: pool)
-        print(String(format: "OpenBLAS sgemm peak (1536³ over the pool): %.1f GFLOP/s", peak))
+        let peakCPU = TrainingBenchmark.gemmPeakGFLOPPerCPUSecond(pool: pool)
+        print(String(format: "OpenBLAS sgemm peak (1536³ over the pool): %.1f GFLOP/s wall, %.1f GFLOP per CPU second", peak, peakCPU))
         do {
             // Memory of the reference batch (16 × 512) for this model, from the same
             // accounting the up-front refusal uses.
@@ -146,9 +147,10 @@ struct FinetuneCommand: ParsableCommand {
             peak = max(peak, after)
             r.peakGFLOPS = peak
             print(String(format: "OpenBLAS sgemm peak after the run: %.1f GFLOP/s (best so far %.1f)", after, peak))
-            print(String(format: "%@: %d×%d tokens, %.2f s/step, %.1f tokens/s, executed %.1f GFLOP/s = %.0f%% of peak (model FLOPs %.0f%%), peak RSS %.2f GiB",
+            print(String(format: "%@: %d×%d tokens, %.2f s/step, %.1f tokens/s, executed %.1f GFLOP/s = %.0f%% of peak (model FLOPs %.0f%%); per CPU second %.1f GFLOP = %.0f%% of the sgemm's; peak RSS %.2f GiB",
                          r.mode, benchBatch, benchLength, r.secondsPerStep, r.tokensPerSecond, r.executedGFLOPS,
-                         100 * r.ratioToPeak, 100 * r.modelRatioToPeak, Double(r.peakBytes) / Double(1 << 30)))
+                         100 * r.ratioToPeak, 100 * r.modelRatioToPeak, r.executedGFLOPPerCPUSecond,
+                         100 * r.executedGFLOPPerCPUSecond / peakCPU, Double(r.peakBytes) / Double(1 << 30)))
         }
     }
 
