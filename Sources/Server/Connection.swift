@@ -77,6 +77,10 @@ final class Connection: @unchecked Sendable {
     /// Starts reading; called once accepted.
     func start() -> Bool {
         uv_tcp_nodelay(handle, 1)
+        if server.options.socketSendBufferBytes > 0 {
+            var size = Int32(clamping: server.options.socketSendBufferBytes)
+            uv_send_buffer_size(handlePointer, &size)
+        }
         let r = uv_read_start(stream, { handle, suggested, buf in
             let conn = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
             buf!.pointee = uv_buf_init(conn.server.readBuffer, UInt32(conn.server.readBufferSize))

@@ -37,6 +37,9 @@ public struct ServerOptions: Sendable {
     public var writeTimeout = 30.0
     /// Response bytes queued for one client before it counts as too slow and is dropped.
     public var maxPendingWriteBytes = 8 * 1024 * 1024
+    /// SO_SNDBUF of client sockets, bytes (0: the kernel's default, which autotunes to MiBs).
+    /// Tests shrink it so that a client that stops reading fills it quickly.
+    public var socketSendBufferBytes = 0
     /// After SIGINT/SIGTERM: how long in-flight work may run before it is cancelled.
     public var shutdownGrace = 10.0
     /// Log one line per request.
