@@ -16,11 +16,14 @@ public struct ForwardInput {
     public let cache: KVCache
     public let tokens: [Int]
     public let logits: LogitsRequest
+    /// The weights this sequence runs on: nil is the base model.
+    public let variant: Variant?
 
-    public init(cache: KVCache, tokens: [Int], logits: LogitsRequest = .last) {
+    public init(cache: KVCache, tokens: [Int], logits: LogitsRequest = .last, variant: Variant? = nil) {
         self.cache = cache
         self.tokens = tokens
         self.logits = logits
+        self.variant = variant
     }
 }
 
@@ -101,6 +104,12 @@ public final class Model: @unchecked Sendable {
         guard rows > 0 else { return inputs.map { _ in [] } }
         ensureRope(upTo: (posOf.max() ?? 0) + 1)
         let caches = inputs.map(\.cache)
+        var segments: [Segment] = []
+        var row = 0
+        for input in inputs {
+            segments.append(Segment(rows: row..<(row + input.tokens.count), variant: input.variant))
+            row += input.tokens.count
+        }
 
         let x = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // residual stream
         let h = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // normed
@@ -128,9 +137,9 @@ public final class Model: @unchecked Sendable {
                     for r in 0..<rows {
                         rmsNorm(h + r * d, x + r * d, weight: layer.attnNorm.base, dtype: layer.attnNorm.dtype, count: d, eps: c.rmsNormEps)
                     }
-                    matmul(q, ldo: qDim, h, ldx: d, n: rows, layer.q, pool: pool)
-                    matmul(k, ldo: kvDim, h, ldx: d, n: rows, layer.k, pool: pool)
-                    matmul(v, ldo: kvDim, h, ldx: d, n: rows, layer.v, pool: pool)
+                    project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments)
+                    project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments)
+                    project(v, ldo: kvDim, h, ldx: d, layer: li, .v, segments: segments)
                     if let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias {
                         for r in 0..<rows {
                             for i in 0..<qDim { q[r * qDim + i] += qb[i] }
@@ -189,17 +198,17 @@ public final class Model: @unchecked Sendable {
                             }
                         }
                     }
-                    matmul(tmp, ldo: d, att, ldx: qDim, n: rows, layer.o, pool: pool)
+                    project(tmp, ldo: d, att, ldx: qDim, layer: li, .o, segments: segments)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
 
                     // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
                     for r in 0..<rows {
                         rmsNorm(h + r * d, x + r * d, weight: layer.mlpNorm.base, dtype: layer.mlpNorm.dtype, count: d, eps: c.rmsNormEps)
                     }
-                    matmul(gate, ldo: f, h, ldx: d, n: rows, layer.gate, pool: pool)
-                    matmul(up, ldo: f, h, ldx: d, n: rows, layer.up, pool: pool)
+                    project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments)
+                    project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments)
                     for r in 0..<rows { swiGLU(gate + r * f, up + r * f, count: f) }
-                    matmul(tmp, ldo: d, gate, ldx: f, n: rows, layer.down, pool: pool)
+                    project(tmp, ldo: d, gate, ldx: f, layer: li, .down, segments: segments)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
                 }
             }
@@ -235,5 +244,83 @@ public final class Model: @unchecked Sendable {
             cursor += n
         }
         return result
+    }
+
+    /// A run of rows of one forward step that share a variant.
+    struct Segment {
+        let rows: Range<Int>
+        let variant: Variant?
+    }
+
+    /// out[rows, w.rows] = x[rows, w.cols] · Wᵀ for one of a layer's matrices, with each
+    /// segment's variant applied: merged variants use their private copy for their rows; the
+    /// unmerged ones add ΔW·x after the shared base product (DESIGN.md, Deltas and variants).
+    /// Each row's result depends only on that row and its variant, never on its companions.
+    private func project(_ out: UnsafeMutablePointer<Float>, ldo: Int, _ x: UnsafeMutablePointer<Float>, ldx: Int,
+                         layer li: Int, _ module: LayerModule, segments: [Segment]) {
+        let base = weights.layers[li].matrix(module)
+        let rows = segments.last?.rows.upperBound ?? 0
+        let anyMerged = segments.contains { $0.variant?.mergedMatrices[li][module] != nil }
+        if !anyMerged {
+            matmul(out, ldo: ldo, x, ldx: ldx, n: rows, base, pool: pool)
+        } else {
+            // Consecutive segments on the same matrix share one product.
+            var start = 0
+            while start < segments.count {
+                let w = segments[start].variant?.mergedMatrices[li][module]
+                var end = start + 1
+                while end < segments.count, segments[end].variant?.mergedMatrices[li][module]?.base == w?.base { end += 1 }
+                let r0 = segments[start].rows.lowerBound, r1 = segments[end - 1].rows.upperBound
+                matmul(out + r0 * ldo, ldo: ldo, x + r0 * ldx, ldx: ldx, n: r1 - r0, w ?? base, pool: pool)
+                start = end
+            }
+        }
+        for segment in segments {
+            guard let entries = segment.variant?.perLayer[li][module], !entries.isEmpty, !segment.rows.isEmpty else { continue }
+            let n = segment.rows.count
+            let o = out + segment.rows.lowerBound * ldo
+            let xs = x + segment.rows.lowerBound * ldx
+            for entry in entries {
+                applyDelta(entry, out: o, ldo: ldo, x: xs, ldx: ldx, n: n, outDim: base.rows, inDim: base.cols)
+            }
+        }
+    }
+
+    /// out[n, outDim] += x[n, inDim] · ΔWᵀ for one delta entry.
+    private func applyDelta(_ entry: DeltaEntry, out: UnsafeMutablePointer<Float>, ldo: Int,
+                            x: UnsafeMutablePointer<Float>, ldx: Int, n: Int, outDim: Int, inDim: Int) {
+        func product(_ values: [Float], rows: Int, cols: Int, _ input: UnsafePointer<Float>, ldi: Int) -> [Float] {
+            var result = [Float](repeating: 0, count: n * rows)
+            values.withUnsafeBytes { v in
+                result.withUnsafeMutableBufferPointer { r in
+                    matmul(r.baseAddress!, ldo: rows, input, ldx: ldi, n: n,
+                           WeightMatrix(dtype: .f32, rows: rows, cols: cols, base: v.baseAddress!), pool: pool)
+                }
+            }
+            return result
+        }
+        switch entry {
+        case .dense(let values):
+            let d = product(values, rows: outDim, cols: inDim, x, ldi: ldx)
+            for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += d[t * outDim + r] } }
+        case .rows(let indices, let values):
+            values.withUnsafeBufferPointer { v in
+                for t in 0..<n {
+                    for (i, r) in indices.enumerated() {
+                        out[t * ldo + r] += dot(v.baseAddress! + i * inDim, x + t * ldx, count: inDim)
+                    }
+                }
+            }
+        case .columns(let indices, let values):
+            let k = indices.count
+            var gathered = [Float](repeating: 0, count: n * k)
+            for t in 0..<n { for (j, c) in indices.enumerated() { gathered[t * k + j] = x[t * ldx + c] } }
+            let d = gathered.withUnsafeBufferPointer { product(values, rows: outDim, cols: k, $0.baseAddress!, ldi: k) }
+            for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += d[t * outDim + r] } }
+        case .lowRank(let a, let b, let rank, let scale):
+            let hidden = product(a, rows: rank, cols: inDim, x, ldi: ldx)                 // A·x: [n, r]
+            let d = hidden.withUnsafeBufferPointer { product(b, rows: outDim, cols: rank, $0.baseAddress!, ldi: rank) }
+            for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += scale * d[t * outDim + r] } }
+        }
     }
 }

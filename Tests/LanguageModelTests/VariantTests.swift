@@ -1,0 +1,137 @@
+import Foundation
+import LanguageModel
+import SafeTensors
+import TensorCore
+import Testing
+
+/// Reads a delta file in DESIGN.md's layout (test-local: the Transfer layer owns the real reader).
+private func readDelta(_ path: String) throws -> [String: [DeltaEntry]] {
+    let file = try SafeTensorsFile(path: path)
+    func floats(_ name: String) throws -> [Float] {
+        let info = try file.info(name), data = try file.data(name)
+        return (0..<info.elementCount).map { data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
+    }
+    func ints(_ name: String) throws -> [Int] {
+        let info = try file.info(name), data = try file.data(name)
+        return (0..<info.elementCount).map { Int(data.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+    }
+    let scale = Float(file.metadata["lora_scale"] ?? "1") ?? 1
+    var out: [String: [DeltaEntry]] = [:]
+    for name in file.names {
+        if name.hasSuffix(".dense") {
+            out[String(name.dropLast(6)), default: []].append(.dense(values: try floats(name)))
+        } else if name.hasSuffix(".rows") {
+            let t = String(name.dropLast(5))
+            out[t, default: []].append(.rows(indices: try ints(name), values: try floats(t + ".row_values")))
+        } else if name.hasSuffix(".cols") {
+            let t = String(name.dropLast(5))
+            out[t, default: []].append(.columns(indices: try ints(name), values: try floats(t + ".col_values")))
+        } else if name.hasSuffix(".lora_a") {
+            let t = String(name.dropLast(7))
+            let rank = try file.info(name).shape[0]
+            out[t, default: []].append(.lowRank(a: try floats(name), b: try floats(t + ".lora_b"), rank: rank, scale: scale))
+        }
+    }
+    return out
+}
+
+private struct VariantFixture {
+    let model: Model
+    let prompts: [[Int]]
+    let expected: SafeTensorsFile
+    let dir: String
+
+    init(_ base: String) throws {
+        dir = fixturesDirectory + "/variants/" + base
+        model = try Model.load(directory: fixturesDirectory + "/models/" + base, pool: WorkerPool(threads: 2))
+        expected = try SafeTensorsFile(path: dir + "/expected.safetensors")
+        prompts = try JSONDecoder().decode([[Int]].self, from: Data((expected.metadata["prompts"] ?? "[]").utf8))
+    }
+
+    func variant(_ delta: String, mode: VariantMode = .unmerged) throws -> Variant {
+        try Variant(name: delta, weights: model.weights, deltas: try readDelta(dir + "/\(delta).safetensors"), mode: mode)
+    }
+
+    func reference(_ delta: String, _ i: Int) throws -> [[Float]] {
+        let info = try expected.info("logits.\(delta).\(i)"), data = try expected.data("logits.\(delta).\(i)")
+        let vocab = info.shape[1]
+        return (0..<info.shape[0]).map { r in (0..<vocab).map { data.loadUnaligned(fromByteOffset: (r * vocab + $0) * 4, as: Float.self) } }
+    }
+}
+
+@Suite struct VariantTests {
+    /// Dense, row-sparse, column-sparse and low-rank deltas, unmerged and merged, against
+    /// transformers running W + Δ.
+    @Test(arguments: ["llama-tiny-f32", "qwen2-tiny-bf16"], [VariantMode.unmerged, .merged])
+    func variantLogitsMatchTransformers(base: String, mode: VariantMode) throws {
+        let f = try VariantFixture(base)
+        for delta in ["delta-a", "delta-b"] {
+            let variant = try f.variant(delta, mode: mode)
+            for (i, prompt) in f.prompts.enumerated() {
+                let out = try f.model.forward([ForwardInput(cache: f.model.makeCache(), tokens: prompt, logits: .all, variant: variant)])[0]
+                let ref = try f.reference(delta, i)
+                for (row, expected) in zip(out, ref) {
+                    let diff = maxAbsDiff(row, expected)
+                    #expect(diff <= 1e-4, "\(base) \(delta) \(mode) prompt \(i): max |Δlogit| \(diff)")
+                }
+                // The variant must actually change something.
+                let baseOut = try f.model.forward([ForwardInput(cache: f.model.makeCache(), tokens: prompt, logits: .last)])[0][0]
+                #expect(maxAbsDiff(baseOut, ref.last!) > 1e-3)
+            }
+        }
+    }
+
+    /// One step mixing base and two variants (one unmerged, one merged): each sequence gets
+    /// bit-identical logits to running alone.
+    @Test func batchMixingBaseAndTwoVariants() throws {
+        let f = try VariantFixture("llama-tiny-f32")
+        let a = try f.variant("delta-a"), b = try f.variant("delta-b", mode: .merged)
+        let p = f.prompts[1]
+        func alone(_ v: Variant?) throws -> [[Float]] {
+            try f.model.forward([ForwardInput(cache: f.model.makeCache(), tokens: p, logits: .all, variant: v)])[0]
+        }
+        let mixed = try f.model.forward([
+            ForwardInput(cache: f.model.makeCache(), tokens: p, logits: .all, variant: a),
+            ForwardInput(cache: f.model.makeCache(), tokens: p, logits: .all),
+            ForwardInput(cache: f.model.makeCache(), tokens: p, logits: .all, variant: b),
+            ForwardInput(cache: f.model.makeCache(), tokens: p, logits: .all, variant: a),
+        ])
+        #expect(mixed[0] == (try alone(a)))
+        #expect(mixed[1] == (try alone(nil)))
+        #expect(mixed[2] == (try alone(b)))
+        #expect(mixed[3] == mixed[0])
+        // And each matches transformers.
+        let refA = try f.reference("delta-a", 1), refB = try f.reference("delta-b", 1)
+        #expect(zip(mixed[0], refA).allSatisfy { maxAbsDiff($0, $1) <= 1e-4 })
+        #expect(zip(mixed[2], refB).allSatisfy { maxAbsDiff($0, $1) <= 1e-4 })
+    }
+
+    @Test func invalidDeltasAreRejected() throws {
+        let f = try VariantFixture("llama-tiny-f32")
+        let cases: [(String, [String: [DeltaEntry]], String)] = [
+            ("unknown name", ["model.layers.0.mlp.nope.weight": [.dense(values: [1])]], "not a delta target"),
+            ("layer out of range", ["model.layers.9.mlp.up_proj.weight": [.rows(indices: [0], values: [Float](repeating: 0, count: 64))]], "not a delta target"),
+            ("wrong dense size", ["model.layers.0.mlp.up_proj.weight": [.dense(values: [1, 2, 3])]], "dense delta"),
+            ("row out of range", ["model.layers.0.mlp.up_proj.weight": [.rows(indices: [160], values: [Float](repeating: 0, count: 64))]], "row index"),
+            ("repeated rows", ["model.layers.0.mlp.up_proj.weight": [.rows(indices: [1, 1], values: [Float](repeating: 0, count: 128))]], "repeat"),
+            ("NaN", ["model.layers.0.mlp.up_proj.weight": [.rows(indices: [1], values: [Float](repeating: .nan, count: 64))]], "NaN"),
+            ("bad rank", ["model.layers.0.self_attn.q_proj.weight": [.lowRank(a: [1], b: [1], rank: 1, scale: 1)]], "lora_a"),
+        ]
+        for (label, deltas, message) in cases {
+            do {
+                _ = try Variant(name: label, weights: f.model.weights, deltas: deltas)
+                Issue.record("\(label): accepted")
+            } catch {
+                #expect("\(error)".contains(message), "\(label): \(error)")
+            }
+        }
+    }
+
+    @Test func residentBytesAreTheDeltasNotAModelCopy() throws {
+        let f = try VariantFixture("llama-tiny-f32")
+        let b = try f.variant("delta-b")
+        #expect(b.residentBytes == 2 * (3 * 8 + 3 * 64 * 4))
+        let merged = try f.variant("delta-b", mode: .merged)
+        #expect(merged.residentBytes == 2 * 160 * 64 * 4, "two merged f32 copies of up_proj")
+    }
+}
