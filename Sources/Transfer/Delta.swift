@@ -1,0 +1,61 @@
+import LanguageModel
+
+/// A delta as a file holds it: entries keyed by target tensor name plus the provenance that
+/// `__metadata__` carries (DESIGN.md, "Deltas and variants").
+public struct Delta: Sendable, Equatable {
+    /// Target tensor name (`model.layers.3.mlp.up_proj.weight`) → its corrections, which add up.
+    public var entries: [String: [DeltaEntry]]
+    public var metadata: DeltaMetadata
+
+    public init(entries: [String: [DeltaEntry]] = [:], metadata: DeltaMetadata) {
+        self.entries = entries
+        self.metadata = metadata
+    }
+
+    /// Bytes the entries hold.
+    public var byteCount: Int { entries.values.joined().reduce(0) { $0 + $1.byteCount } }
+}
+
+/// `__metadata__` of a delta file. The keys are the ones `graft finetune` writes
+/// (Sources/Training/LoRA.swift): `format`, `format_version`, `model_fingerprint`, `strategy`,
+/// `parameters` (JSON text), `lora_scale`; any other key is kept in `extra` and written back.
+public struct DeltaMetadata: Sendable, Equatable {
+    public static let format = "graft-delta"
+    public static let formatVersion = "1"
+
+    public var modelFingerprint: String
+    public var strategy: String
+    /// The strategy's parameters as JSON text (`{}` when none).
+    public var parameters: String
+    public var extra: [String: String]
+
+    public init(modelFingerprint: String, strategy: String, parameters: String = "{}", extra: [String: String] = [:]) {
+        self.modelFingerprint = modelFingerprint
+        self.strategy = strategy
+        self.parameters = parameters
+        self.extra = extra
+    }
+
+    /// Every key as it stands in the file (the variant's provenance).
+    public var dictionary: [String: String] {
+        var d = extra
+        d["format"] = Self.format
+        d["format_version"] = Self.formatVersion
+        d["model_fingerprint"] = modelFingerprint
+        d["strategy"] = strategy
+        d["parameters"] = parameters
+        return d
+    }
+}
+
+/// The shape `[out, in]` of every matrix a delta may touch in `weights`, by target name.
+public func deltaTargets(of weights: ModelWeights) -> [String: (rows: Int, cols: Int)] {
+    var out: [String: (rows: Int, cols: Int)] = [:]
+    for (layer, lw) in weights.layers.enumerated() {
+        for module in LayerModule.allCases {
+            let m = lw.matrix(module)
+            out[module.tensorName(layer: layer)] = (m.rows, m.cols)
+        }
+    }
+    return out
+}

@@ -1,0 +1,81 @@
+import Foundation
+import LanguageModel
+
+/// Where a variant came from: each delta's file and `__metadata__`, in order.
+public struct VariantProvenance: Sendable, Equatable {
+    public struct Source: Sendable, Equatable {
+        /// The delta file (relative to the delta directory), or `plugin:<name>`.
+        public var origin: String
+        public var metadata: [String: String]
+
+        public init(origin: String, metadata: [String: String]) {
+            self.origin = origin
+            self.metadata = metadata
+        }
+    }
+    public var sources: [Source]
+    public var mode: VariantMode
+    public var bounds: DeltaBounds
+    public var residentBytes: Int
+
+    public init(sources: [Source], mode: VariantMode, bounds: DeltaBounds, residentBytes: Int) {
+        self.sources = sources
+        self.mode = mode
+        self.bounds = bounds
+        self.residentBytes = residentBytes
+    }
+}
+
+/// Builds variants off the engine thread: reads deltas from the delta directory, validates
+/// them (names, shapes, fingerprint, finite values, norms) and makes the immutable `Variant`
+/// the engine publishes between steps.
+public final class VariantBuilder: Sendable {
+    public let weights: ModelWeights
+    public let fingerprint: String
+    public let deltaDirectory: DeltaDirectory?
+    let targets: [String: Shape]
+    struct Shape: Sendable { let rows: Int, cols: Int }
+
+    public init(weights: ModelWeights, deltaDirectory: DeltaDirectory?) {
+        self.weights = weights
+        self.fingerprint = weights.fingerprint
+        self.deltaDirectory = deltaDirectory
+        targets = deltaTargets(of: weights).mapValues { Shape(rows: $0.rows, cols: $0.cols) }
+    }
+
+    public var shapes: [String: (rows: Int, cols: Int)] { targets.mapValues { ($0.rows, $0.cols) } }
+
+    /// Reads a delta file named relative to the delta directory.
+    public func readDelta(relativePath: String) throws -> Delta {
+        guard let deltaDirectory else { throw TransferError.badPath(relativePath, "no delta directory is configured") }
+        let path = try deltaDirectory.resolve(relativePath)
+        return try DeltaFile.read(path: path, targets: shapes)
+    }
+
+    /// Validates `deltas` and makes the variant (its provenance names each delta's origin).
+    public func build(name: String, deltas: [(origin: String, delta: Delta)], mode: VariantMode = .unmerged,
+                      bounds: DeltaBounds = DeltaBounds()) throws -> (Variant, VariantProvenance) {
+        var combined: [String: [DeltaEntry]] = [:]
+        for (_, delta) in deltas {
+            try DeltaValidator.validate(delta, weights: weights, fingerprint: fingerprint, bounds: bounds)
+            for (target, entries) in delta.entries { combined[target, default: []] += entries }
+        }
+        let variant: Variant
+        do {
+            variant = try Variant(name: name, weights: weights, deltas: combined, mode: mode)
+        } catch let error as ModelError {
+            if case .badTensor(let t, let why) = error { throw TransferError.badEntry(tensor: t, why) }
+            throw TransferError.badEntry(tensor: name, "\(error)")
+        }
+        let provenance = VariantProvenance(sources: deltas.map { .init(origin: $0.origin, metadata: $0.delta.metadata.dictionary) },
+                                           mode: mode, bounds: bounds, residentBytes: variant.residentBytes)
+        return (variant, provenance)
+    }
+
+    /// Reads, validates and builds a variant from delta files in the delta directory.
+    public func build(name: String, deltaPaths: [String], mode: VariantMode = .unmerged,
+                      bounds: DeltaBounds = DeltaBounds()) throws -> (Variant, VariantProvenance) {
+        let deltas = try deltaPaths.map { (origin: $0, delta: try readDelta(relativePath: $0)) }
+        return try build(name: name, deltas: deltas, mode: mode, bounds: bounds)
+    }
+}
