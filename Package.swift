@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "CTrainKernels",
                 cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels"]),
+        // Deltas, variants, merge operators, the plugin host (issue 6).
+        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore"]),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
             "LanguageModel", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
@@ -58,6 +60,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "LanguageModel", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],
