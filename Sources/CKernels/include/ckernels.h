@@ -53,3 +53,15 @@ void gk_swiglu(float *gate, const float *up, size_t n);
 /// Reads n bytes (a multiple of 64) with the widest loads this CPU has and returns a checksum
 /// (so the reads cannot be optimised away): the memory-bandwidth probe of the benchmarks.
 float gk_read_bytes(const void *p, size_t n);
+
+/// The host's worker pool (the caller plus threads-1 workers). Not reentrant: one task at a
+/// time per pool, submitted from one thread.
+typedef struct gk_pool gk_pool;
+typedef void (*gk_task_fn)(void *ctx, int chunk);
+gk_pool *gk_pool_create(int threads);
+void gk_pool_destroy(gk_pool *pool);
+int gk_pool_threads(const gk_pool *pool);
+/// Runs fn(ctx, c) for c in [0, chunks) across the pool; returns when all have run.
+void gk_pool_run(gk_pool *pool, gk_task_fn fn, void *ctx, int chunks);
+/// Whether the calling thread is running a pool chunk (nested loops then run serially).
+int gk_pool_in_task(void);
