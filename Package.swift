@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore"]),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
-            "LanguageModel", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
+            "LanguageModel", "Transfer", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore", "Tokenizers"]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "LanguageModel", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
+            "Server", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),

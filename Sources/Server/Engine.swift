@@ -352,10 +352,10 @@ final class Engine: @unchecked Sendable {
                 let end = s.fed + take
                 let tokens = Array(s.active.prompt[s.fed..<end])
                 let logits: LogitsRequest = s.scoresPrompt ? .all : (end == s.promptCount ? .last : .none)
-                inputs.append(ForwardInput(cache: cache, tokens: tokens, logits: logits))
+                inputs.append(ForwardInput(cache: cache, tokens: tokens, logits: logits, variant: s.active.job.variant))
                 members.append((s, take))
             } else if let token = s.pending {
-                inputs.append(ForwardInput(cache: cache, tokens: [token], logits: .last))
+                inputs.append(ForwardInput(cache: cache, tokens: [token], logits: .last, variant: s.active.job.variant))
                 members.append((s, 1))
             }
         }

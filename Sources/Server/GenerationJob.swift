@@ -28,6 +28,9 @@ struct GenerationJob: Sendable {
     let sink: any JobSink
     /// When the request was submitted (uptime nanoseconds), for time to first token.
     let submitted: UInt64
+    /// The weights it runs on (nil: base), pinned for the job's life: a replace or delete of
+    /// the name never changes them under it.
+    var variant: Variant? = nil
 }
 
 /// A token's log-prob under the model (raw logits, before temperature or penalties).

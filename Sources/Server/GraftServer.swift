@@ -3,6 +3,7 @@ import LanguageModel
 import Logging
 import TensorCore
 import Tokenizers
+import Transfer
 
 /// `graft serve`: a model behind the OpenAI-compatible HTTP API. The loop thread (the one that
 /// calls `run`) does all I/O; the engine thread does all model work.
@@ -17,6 +18,10 @@ public final class GraftServer: @unchecked Sendable {
     /// The ids a request may name: `base` and the model folder's name.
     let modelID = "base"
     let modelAlias: String
+    /// Served variants (loop thread only), the admin token, and the builder of new variants.
+    let registry = VariantRegistry()
+    let adminAuth: AdminAuth
+    let variantBuilder: VariantBuilder
     private var nextJobID = 1
     private var shuttingDown = false
 
@@ -44,6 +49,22 @@ public final class GraftServer: @unchecked Sendable {
             tokenizer = nil
             logger.warning("no tokenizer.json in \(options.modelDirectory): only token-id prompts are served")
         }
+        adminAuth = AdminAuth(token: options.adminToken)
+        variantBuilder = VariantBuilder(weights: model.weights, deltaDirectory: options.deltaDirectory)
+        for (name, path) in options.preloadVariants {
+            guard VariantRegistry.isValidName(name), name != modelID, name != modelAlias, registry[name] == nil else {
+                throw ServerError.startup("--variant \(name)=\(path): the name must be 1–64 letters, digits, '.', '_' or '-', unique, and not base")
+            }
+            let spec = VariantSpec(deltas: [path], operatorPaths: true)
+            do {
+                let (variant, provenance) = try Self.buildVariant(variantBuilder, name: name, spec: spec)
+                registry.publish(.init(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970)))
+                logger.notice("variant '\(name)' loaded from \(path) (\(variant.residentBytes) bytes)")
+            } catch {
+                throw ServerError.startup("--variant \(name)=\(path): \(error)")
+            }
+        }
+        metrics.variants.set(Double(registry.entries.count))
         let http = try HTTPServer(options: options, logger: logger)
         self.http = http
         engine = Engine(model: model, tokenizer: tokenizer, options: options, metrics: metrics, logger: logger,
@@ -112,8 +133,11 @@ public final class GraftServer: @unchecked Sendable {
         } else if path.hasPrefix("/v1/models/"), r.method == "GET" {
             exchange.route = "/v1/models/{id}"
             let name = String(path.dropFirst("/v1/models/".count))
-            guard servesModel(named: name) else { return exchange.respond(error: .modelNotFound(name)) }
-            exchange.respond(json: modelCard)
+            if servesModel(named: name) { return exchange.respond(json: modelCard) }
+            guard registry[name] != nil else { return exchange.respond(error: .modelNotFound(name)) }
+            exchange.respond(json: variantCard(name))
+        } else if routeAdmin(exchange, path: path) {
+            return
         } else if routes.contains(where: { $0.1 == path }) {
             exchange.respond(error: .methodNotAllowed(r.method, path))
         } else {
@@ -144,13 +168,20 @@ public final class GraftServer: @unchecked Sendable {
                  ("root", .string(modelAlias)), ("max_model_len", .int(model.config.maxPositionEmbeddings))])
     }
 
+    private func variantCard(_ name: String) -> JSON {
+        .object([("id", .string(name)), ("object", .string("model")), ("created", .int(registry[name]?.created ?? 0)),
+                 ("owned_by", .string("graft")), ("root", .string(modelAlias)), ("parent", .string(modelID)),
+                 ("max_model_len", .int(model.config.maxPositionEmbeddings))])
+    }
+
     private func models(_ exchange: Exchange) {
-        exchange.respond(json: .object([("object", .string("list")), ("data", .array([modelCard]))]))
+        let cards = [modelCard] + registry.names.map(variantCard)
+        exchange.respond(json: .object([("object", .string("list")), ("data", .array(cards))]))
     }
 
     /// Parses a JSON body, refusing invalid UTF-8 and malformed JSON with 400. Any Content-Type
     /// is read as JSON (curl -d sends form-urlencoded), as llama.cpp's server does.
-    private func jsonBody(_ exchange: Exchange) -> JSONValue? {
+    func jsonBody(_ exchange: Exchange) -> JSONValue? {
         let body = exchange.request.body
         guard String(validating: body, as: UTF8.self) != nil else {
             exchange.respond(error: .invalid("The request body is not valid UTF-8."))
@@ -172,13 +203,18 @@ public final class GraftServer: @unchecked Sendable {
         } catch {
             return exchange.respond(error: error)
         }
-        if let name = request.model, !servesModel(named: name) {
-            return exchange.respond(error: .modelNotFound(name))
+        // The variant is resolved once, here, and pinned by the jobs until they end.
+        var variant: Variant?
+        var served = modelID
+        if let name = request.model ?? registry.defaultName, !servesModel(named: name) {
+            guard let entry = registry[name] else { return exchange.respond(error: .modelNotFound(name)) }
+            variant = entry.variant
+            served = name
         }
         let firstJob = nextJobID
         nextJobID += request.prompts.count
         let jobIDs = firstJob..<nextJobID
-        let responder = CompletionResponder(exchange: exchange, request: request, modelName: modelID,
+        let responder = CompletionResponder(exchange: exchange, request: request, modelName: served,
                                             jobCount: request.prompts.count,
                                             cancelJobs: { [engine] in for id in jobIDs { engine.cancel(job: id) } })
         responder.setFirstJob(firstJob)
@@ -187,7 +223,7 @@ public final class GraftServer: @unchecked Sendable {
         for (i, prompt) in request.prompts.enumerated() {
             let job = GenerationJob(id: firstJob + i, prompt: prompt, parameters: request.parameters, n: request.n,
                                     choiceBase: i * request.n, logprobs: request.logprobs, echo: request.echo,
-                                    ignoreEOS: request.ignoreEOS, sink: responder, submitted: now)
+                                    ignoreEOS: request.ignoreEOS, sink: responder, submitted: now, variant: variant)
             if let refusal = engine.submit(job) {
                 for id in firstJob..<(firstJob + i) { engine.cancel(job: id) }
                 return exchange.respond(error: refusal)

@@ -17,6 +17,7 @@ final class ServerMetrics: Sendable {
     let kvCacheReservedBytes: Gauge
     let kvCacheBudgetBytes: Gauge
     let connections: Gauge
+    let variants: Gauge
 
     private static let latencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
                                                    0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30]
@@ -46,6 +47,7 @@ final class ServerMetrics: Sendable {
             descriptor: name("kv_cache_reserved", "bytes", "KV-cache memory reserved by admitted sequences (their worst case)."))
         kvCacheBudgetBytes = registry.makeGauge(descriptor: name("kv_cache_budget", "bytes", "--kv-cache-mb in bytes."))
         connections = registry.makeGauge(descriptor: name("open_connections", "count", "Open client connections."))
+        variants = registry.makeGauge(descriptor: name("variants", "count", "Variants published besides base."))
     }
 
     /// Counts one finished request by route and status.

@@ -48,6 +48,14 @@ public struct ServerOptions: Sendable {
     /// sequences alive long enough to queue, cancel or shut down under them. 0 in service.
     public var stepDelay = 0.0
 
+    // Variants (DESIGN.md, Deltas and variants).
+    /// The admin API's bearer token; nil disables the admin routes (403).
+    public var adminToken: String?
+    /// The folder delta paths in API requests are relative to; nothing outside it is read.
+    public var deltaDirectory = "deltas"
+    /// Variants built before serving: (name, delta file path as the operator gave it).
+    public var preloadVariants: [(name: String, path: String)] = []
+
     public init(modelDirectory: String) {
         self.modelDirectory = modelDirectory
     }

@@ -32,11 +32,12 @@ public struct VariantProvenance: Sendable, Equatable {
 public final class VariantBuilder: Sendable {
     public let weights: ModelWeights
     public let fingerprint: String
-    public let deltaDirectory: DeltaDirectory?
+    /// The folder delta paths are relative to; resolved at each read, so it may appear later.
+    public let deltaDirectory: String?
     let targets: [String: Shape]
     struct Shape: Sendable { let rows: Int, cols: Int }
 
-    public init(weights: ModelWeights, deltaDirectory: DeltaDirectory?) {
+    public init(weights: ModelWeights, deltaDirectory: String?) {
         self.weights = weights
         self.fingerprint = weights.fingerprint
         self.deltaDirectory = deltaDirectory
@@ -48,7 +49,7 @@ public final class VariantBuilder: Sendable {
     /// Reads a delta file named relative to the delta directory.
     public func readDelta(relativePath: String) throws -> Delta {
         guard let deltaDirectory else { throw TransferError.badPath(relativePath, "no delta directory is configured") }
-        let path = try deltaDirectory.resolve(relativePath)
+        let path = try DeltaDirectory(path: deltaDirectory).resolve(relativePath)
         return try DeltaFile.read(path: path, targets: shapes)
     }
 
@@ -70,6 +71,12 @@ public final class VariantBuilder: Sendable {
         let provenance = VariantProvenance(sources: deltas.map { .init(origin: $0.origin, metadata: $0.delta.metadata.dictionary) },
                                            mode: mode, bounds: bounds, residentBytes: variant.residentBytes)
         return (variant, provenance)
+    }
+
+    /// Reads a delta file the operator named (`graft serve --variant NAME=PATH`): any path.
+    public func readDelta(operatorPath path: String) throws -> Delta {
+        guard FileManager.default.fileExists(atPath: path) else { throw TransferError.badPath(path, "no such file") }
+        return try DeltaFile.read(path: path, targets: shapes)
     }
 
     /// Reads, validates and builds a variant from delta files in the delta directory.

@@ -29,6 +29,11 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Seconds a response write may stall (clients that stop reading).") var writeTimeout = 30.0
     @Option(help: "Seconds in-flight requests get after SIGINT/SIGTERM.") var shutdownGrace = 10.0
     @Flag(help: "Do not log one line per request.") var quiet = false
+    @Option(help: "File holding the admin API's bearer token (else GRAFT_ADMIN_TOKEN; neither: admin routes off).")
+    var adminTokenFile: String?
+    @Option(help: "Folder that delta paths in admin requests are relative to.") var deltaDir = "deltas"
+    @Option(help: ArgumentHelp("Preload a variant from a delta file (repeatable).", valueName: "NAME=PATH"))
+    var variant: [String] = []
     @Option(help: ArgumentHelp("Measure the engine's batched decode alone at these batch sizes (tokens/s as JSON), then exit.",
                                visibility: .hidden))
     var engineBenchmark: String?
@@ -62,6 +67,22 @@ struct ServeCommand: ParsableCommand {
         o.writeTimeout = writeTimeout
         o.shutdownGrace = shutdownGrace
         o.logRequests = !quiet
+        o.deltaDirectory = deltaDir
+        if let file = adminTokenFile {
+            guard let token = try? String(contentsOfFile: file, encoding: .utf8),
+                  !token.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw ValidationError("--admin-token-file \(file): unreadable or empty")
+            }
+            o.adminToken = token
+        } else if let token = ProcessInfo.processInfo.environment["GRAFT_ADMIN_TOKEN"], !token.isEmpty {
+            o.adminToken = token
+        }
+        for item in variant {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex, item.index(after: eq) != item.endIndex else {
+                throw ValidationError("--variant wants NAME=PATH, got '\(item)'")
+            }
+            o.preloadVariants.append((String(item[..<eq]), String(item[item.index(after: eq)...])))
+        }
         guard maxBatch >= 1, kvCacheMb >= 1, prefillChunk >= 1, maxQueue >= 0 else {
             throw ValidationError("--max-batch, --kv-cache-mb and --prefill-chunk must be ≥ 1")
         }

@@ -30,7 +30,7 @@ import Testing
     @Test func buildsAVariantWhoseDeltasAreTheFile() throws {
         let dir = scratchDirectory("build")
         try DeltaFile.write(sampleDelta(fingerprint: builder.fingerprint), shapes: builder.shapes, to: dir + "/d.safetensors")
-        let b = VariantBuilder(weights: tinyWeights, deltaDirectory: try DeltaDirectory(path: dir))
+        let b = VariantBuilder(weights: tinyWeights, deltaDirectory: dir)
         let (variant, provenance) = try b.build(name: "v1", deltaPaths: ["d.safetensors"])
         #expect(variant.name == "v1")
         #expect(variant.deltas.count == 4)
@@ -53,7 +53,7 @@ import Testing
         try writer.add(target + ".lora_a", dtype: .f32, shape: [4, 64], values: seededValues(256, seed: 9))
         try writer.add(target + ".lora_b", dtype: .f32, shape: [32, 4], values: seededValues(128, seed: 10))
         try writer.write(to: dir + "/lora.safetensors")
-        let b = VariantBuilder(weights: tinyWeights, deltaDirectory: try DeltaDirectory(path: dir))
+        let b = VariantBuilder(weights: tinyWeights, deltaDirectory: dir)
         let (variant, provenance) = try b.build(name: "ft", deltaPaths: ["lora.safetensors"])
         guard case .lowRank(_, _, let r, let s)? = variant.deltas[target]?.first else {
             Issue.record("no low-rank entry")

@@ -1,0 +1,53 @@
+import LanguageModel
+import Transfer
+
+/// What a variant was built from, so `PUT` can rebuild it.
+struct VariantSpec: Sendable {
+    /// Delta paths relative to the delta directory (API) or as the operator gave them (CLI).
+    var deltas: [String]
+    var operatorPaths = false
+    var mode: VariantMode = .unmerged
+    var bounds = DeltaBounds()
+}
+
+/// The served variants, owned by the loop thread. A request resolves its `model` here once, at
+/// admission, and its job holds the `Variant` until it ends: replacing or deleting a name
+/// swaps this table only, never weights under a running sequence; ARC frees a removed
+/// variant when its last job ends.
+final class VariantRegistry {
+    struct Entry {
+        let variant: Variant
+        let provenance: VariantProvenance
+        let spec: VariantSpec
+        let created: Int
+    }
+
+    private(set) var entries: [String: Entry] = [:]
+    /// The variant requests without `model` get; nil is base.
+    private(set) var defaultName: String?
+    /// Names with a build in flight: a second POST/PUT for one gets 409.
+    var building: Set<String> = []
+
+    var names: [String] { entries.keys.sorted() }
+
+    subscript(name: String) -> Entry? { entries[name] }
+
+    func publish(_ entry: Entry) { entries[entry.variant.name] = entry }
+
+    /// Removes a name; the default falls back to base when it was the default.
+    @discardableResult
+    func remove(_ name: String) -> Entry? {
+        if defaultName == name { defaultName = nil }
+        return entries.removeValue(forKey: name)
+    }
+
+    func setDefault(_ name: String?) { defaultName = name }
+
+    /// A variant name a client may register: letters, digits, `.`, `_`, `-`, 1–64 characters.
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name != "." && name != ".."
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+            }
+    }
+}
