@@ -7,6 +7,10 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "graft", targets: ["graft"]),
+        // Strategy plugins: dynamic libraries the host dlopens from the plugin directory, never links.
+        .library(name: "zero-delta", type: .dynamic, targets: ["ZeroDeltaPlugin"]),
+        .library(name: "random-sparse", type: .dynamic, targets: ["RandomSparsePlugin"]),
+        .library(name: "test-bad-abi", type: .dynamic, targets: ["TestBadABIPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,7 +42,14 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels"]),
         // Deltas, variants, merge operators, the plugin host (issue 6).
-        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore"]),
+        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore", "GraftPluginABI"]),
+        // The plugin boundary: one C header (DESIGN.md, Plugin boundary), and the Swift side
+        // compiled into each plugin.
+        .target(name: "GraftPluginABI"),
+        .target(name: "PluginKit", dependencies: ["GraftPluginABI"]),
+        .target(name: "ZeroDeltaPlugin", dependencies: ["PluginKit"], path: "Plugins/zero-delta"),
+        .target(name: "RandomSparsePlugin", dependencies: ["PluginKit"], path: "Plugins/random-sparse"),
+        .target(name: "TestBadABIPlugin", dependencies: ["PluginKit"], path: "Plugins/test-bad-abi"),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
             "LanguageModel", "Transfer", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
