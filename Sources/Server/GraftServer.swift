@@ -22,6 +22,7 @@ public final class GraftServer: @unchecked Sendable {
     let registry = VariantRegistry()
     let adminAuth: AdminAuth
     let variantBuilder: VariantBuilder
+    let pluginHost: PluginHost
     private var nextJobID = 1
     private var shuttingDown = false
 
@@ -51,13 +52,14 @@ public final class GraftServer: @unchecked Sendable {
         }
         adminAuth = AdminAuth(token: options.adminToken)
         variantBuilder = VariantBuilder(weights: model.weights, deltaDirectory: options.deltaDirectory)
+        pluginHost = PluginHost(directory: options.pluginDirectory ?? PluginHost.executableDirectory)
         for (name, path) in options.preloadVariants {
             guard VariantRegistry.isValidName(name), name != modelID, name != modelAlias, registry[name] == nil else {
                 throw ServerError.startup("--variant \(name)=\(path): the name must be 1–64 letters, digits, '.', '_' or '-', unique, and not base")
             }
             let spec = VariantSpec(deltas: [path], operatorPaths: true)
             do {
-                let (variant, provenance) = try Self.buildVariant(variantBuilder, name: name, spec: spec)
+                let (variant, provenance) = try Self.buildVariant(variantBuilder, plugins: pluginHost, tokenizer: tokenizer, name: name, spec: spec)
                 registry.publish(.init(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970)))
                 logger.notice("variant '\(name)' loaded from \(path) (\(variant.residentBytes) bytes)")
             } catch {

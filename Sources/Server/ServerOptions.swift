@@ -55,6 +55,8 @@ public struct ServerOptions: Sendable {
     public var deltaDirectory = "deltas"
     /// Variants built before serving: (name, delta file path as the operator gave it).
     public var preloadVariants: [(name: String, path: String)] = []
+    /// Where strategy plugins are loaded from, by name; nil: beside the executable.
+    public var pluginDirectory: String?
 
     public init(modelDirectory: String) {
         self.modelDirectory = modelDirectory

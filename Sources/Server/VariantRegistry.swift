@@ -5,6 +5,9 @@ import Transfer
 struct VariantSpec: Sendable {
     /// Delta paths relative to the delta directory (API) or as the operator gave them (CLI).
     var deltas: [String]
+    /// Or a strategy plugin from the plugin directory and its params (a JSON object as text).
+    var plugin: String?
+    var params = "{}"
     var operatorPaths = false
     var mode: VariantMode = .unmerged
     var bounds = DeltaBounds()

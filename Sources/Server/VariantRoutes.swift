@@ -10,6 +10,17 @@ extension GraftServer {
     /// Handles `/v1/variants…`; false when the path is not one of them.
     func routeAdmin(_ exchange: Exchange, path: String) -> Bool {
         let r = exchange.request
+        if path == "/v1/plugins" {
+            exchange.route = path
+            if let refusal = adminAuth.check(r) {
+                exchange.respond(error: refusal)
+            } else if r.method != "GET" {
+                exchange.respond(error: .methodNotAllowed(r.method, path))
+            } else {
+                listPlugins(exchange)
+            }
+            return true
+        }
         let prefix = "/v1/variants"
         guard path == prefix || path.hasPrefix(prefix + "/") else { return false }
         let rest = path == prefix ? []
@@ -33,6 +44,22 @@ extension GraftServer {
     }
 
     // MARK: Routes
+
+    /// Loading a plugin runs its entry point: off the loop thread.
+    private func listPlugins(_ exchange: Exchange) {
+        let host = pluginHost, http = self.http
+        DispatchQueue.global(qos: .utility).async {
+            let (plugins, refused) = host.list()
+            let items: [JSON] = plugins.map { p in
+                .object([("name", .string(p.name)), ("object", .string("plugin")), ("description", .string(p.description)),
+                         ("abi_version", .string("\(p.abiVersion >> 16).\(p.abiVersion & 0xFFFF)"))])
+            }
+            let bad: [JSON] = refused.keys.sorted().map { .object([("name", .string($0)), ("error", .string(refused[$0]!))]) }
+            let body = JSON.object([("object", .string("list")), ("directory", .string(host.directory)),
+                                    ("data", .array(items)), ("refused", .array(bad))])
+            http.post { exchange.respond(json: body) }
+        }
+    }
 
     private func listVariants(_ exchange: Exchange) {
         let items = registry.names.compactMap { registry[$0] }.map(variantJSON)
@@ -106,10 +133,10 @@ extension GraftServer {
                                                     code: "variant_busy"))
         }
         registry.building.insert(name)
-        let builder = variantBuilder, http = self.http
+        let builder = variantBuilder, http = self.http, plugins = pluginHost, tokenizer = self.tokenizer
         let started = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.global(qos: .utility).async { [self] in
-            let result = Result { try Self.buildVariant(builder, name: name, spec: spec) }
+            let result = Result { try Self.buildVariant(builder, plugins: plugins, tokenizer: tokenizer, name: name, spec: spec) }
             http.post { [self] in
                 registry.building.remove(name)
                 switch result {
@@ -128,7 +155,18 @@ extension GraftServer {
         }
     }
 
-    static func buildVariant(_ builder: VariantBuilder, name: String, spec: VariantSpec) throws -> (Variant, VariantProvenance) {
+    static func buildVariant(_ builder: VariantBuilder, plugins: PluginHost, tokenizer: Tokenizer?, name: String,
+                             spec: VariantSpec) throws -> (Variant, VariantProvenance) {
+        if let plugin = spec.plugin {
+            // In this process, on a background queue. TODO(issue 6): POST /v1/transfers runs
+            // strategies in a child graft process so that a crashing plugin cannot take the server down.
+            var services = PluginServices()
+            if let tokenizer {
+                services.tokenize = { @Sendable (text: String, special: Bool) -> [Int] in tokenizer.encode(text, addSpecialTokens: special) }
+            }
+            let delta = try plugins.run(plugin, params: spec.params, weights: builder.weights, services: services)
+            return try builder.build(name: name, deltas: [("plugin:" + plugin, delta)], mode: spec.mode, bounds: spec.bounds)
+        }
         let deltas = try spec.deltas.map { path in
             (origin: path, delta: spec.operatorPaths ? try builder.readDelta(operatorPath: path) : try builder.readDelta(relativePath: path))
         }
@@ -167,10 +205,17 @@ extension GraftServer {
         guard VariantRegistry.isValidName(name), name != modelID, name != modelAlias else {
             throw .invalid("name must be 1–64 letters, digits, '.', '_' or '-', and not '\(modelID)' or '\(modelAlias)'.", param: "name")
         }
-        if body["plugin"] != nil && !(body["plugin"]?.isNull ?? true) {
-            throw .invalid("Plugin variants are not available in this build yet (hint: give a delta file).", param: "plugin")
-        }
         var spec = VariantSpec(deltas: [])
+        if let plugin = try body.optionalString("plugin") {
+            guard PluginHost.isValidName(plugin) else {
+                throw .invalid("plugin must be a plugin name (lowercase letters, digits, '-', '_'; GET /v1/plugins lists them), never a path.", param: "plugin")
+            }
+            guard body["delta"] == nil || body["delta"]!.isNull else { throw .invalid("Give delta or plugin, not both.", param: "plugin") }
+            let params = body["params"] ?? .object([])
+            guard params.members != nil else { throw .invalid("params must be an object.", param: "params") }
+            spec.plugin = plugin
+            spec.params = String(decoding: Self.json(params).bytes, as: UTF8.self)
+        } else {
         switch body["delta"] {
         case .string(let s)?: spec.deltas = [s]
         case .array(let items)?:
@@ -179,6 +224,7 @@ extension GraftServer {
                 throw .invalid("delta must be a path or an array of 1–64 paths.", param: "delta")
             }
         default: throw .invalid("delta must be a path relative to the delta directory.", param: "delta")
+        }
         }
         if let m = try body.optionalString("mode") {
             guard let mode = VariantMode(rawValue: m) else { throw .invalid("mode must be 'unmerged' or 'merged'.", param: "mode") }
@@ -196,6 +242,18 @@ extension GraftServer {
             if let v = try bound("max_relative_norm") { spec.bounds.maxRelativeNorm = v }
         }
         return (name, spec)
+    }
+
+    /// A parsed JSON value written back (plugin params cross the ABI as text).
+    static func json(_ v: JSONValue) -> JSON {
+        switch v {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .number(let d): d == d.rounded() && abs(d) < 9e15 ? .int(Int(d)) : .double(d)
+        case .string(let s): .string(s)
+        case .array(let items): .array(items.map(json))
+        case .object(let members): .object(members.map { ($0.key, json($0.value)) })
+        }
     }
 
     func variantJSON(_ entry: VariantRegistry.Entry) -> JSON {

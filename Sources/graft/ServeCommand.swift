@@ -34,6 +34,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Folder that delta paths in admin requests are relative to.") var deltaDir = "deltas"
     @Option(help: ArgumentHelp("Preload a variant from a delta file (repeatable).", valueName: "NAME=PATH"))
     var variant: [String] = []
+    @Option(help: "Folder strategy plugins are loaded from, by name (default: beside this executable).") var pluginDir: String?
     @Option(help: ArgumentHelp("Measure the engine's batched decode alone at these batch sizes (tokens/s as JSON), then exit.",
                                visibility: .hidden))
     var engineBenchmark: String?
@@ -68,6 +69,7 @@ struct ServeCommand: ParsableCommand {
         o.shutdownGrace = shutdownGrace
         o.logRequests = !quiet
         o.deltaDirectory = deltaDir
+        o.pluginDirectory = pluginDir
         if let file = adminTokenFile {
             guard let token = try? String(contentsOfFile: file, encoding: .utf8),
                   !token.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {

@@ -132,7 +132,13 @@ import Transfer
         try refused(["name": "base", "delta": "strong.safetensors"], "name must be")
         try refused(["name": "a/b", "delta": "strong.safetensors"], "name must be")
         try refused(["delta": "strong.safetensors"], "name is required")
-        try refused(["name": "a", "plugin": "zero-delta"], "Plugin")
+        try refused(["name": "a", "plugin": "../zero-delta"], "plugin must be a plugin name")
+        try refused(["name": "a", "plugin": "/tmp/libx.so"], "plugin must be a plugin name")
+        try refused(["name": "a", "plugin": "zero-delta", "delta": "strong.safetensors"], "not both")
+        try refused(["name": "a", "plugin": "test-bad-abi"], "ABI 99.0")
+        try refused(["name": "a", "plugin": "random-sparse", "params": ["density": 2]], "density must be in (0, 1]")
+        try refused(["name": "a", "plugin": "random-sparse", "params": ["scale": 1000, "density": 1]], "exceeds the bound")
+        try refused(["name": "a", "plugin": "nope"], "no libnope")
         try refused(["name": "a", "delta": "strong.safetensors", "mode": "fused"], "mode")
         #expect(try admin(s, "GET", "/v1/variants/nope").status == 404)
         #expect(try admin(s, "PUT", "/v1/variants/nope").status == 404)
@@ -180,6 +186,32 @@ import Transfer
         #expect(pinned.flatMap(text) == expected, "weights never changed under the running sequence")
         #expect(replaced.status == 200)
         #expect(text(replaced) != expected.map { String($0.prefix(text(replaced)?.count ?? 0)) }, "new requests get the replacement")
+    }
+
+    @Test func pluginVariants() throws {
+        let s = try TestServer { $0.adminToken = Self.token; $0.deltaDirectory = deltaDir }
+        defer { #expect(s.stop()) }
+        let plugins = try admin(s, "GET", "/v1/plugins")
+        #expect(plugins.status == 200)
+        let names = (plugins.json["data"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(names.contains("zero-delta") && names.contains("random-sparse"), "\(plugins.text)")
+        #expect((plugins.json["refused"] as? [[String: Any]])?.contains { $0["name"] as? String == "test-bad-abi" } == true)
+        #expect(try admin(s, "GET", "/v1/plugins", token: nil).status == 401)
+
+        let zero = try admin(s, "POST", "/v1/variants", ["name": "zero", "plugin": "zero-delta"])
+        #expect(zero.status == 201, "\(zero.text)")
+        #expect(text(try complete(s, model: "zero")) == text(try complete(s, model: "base")))
+        let params: [String: Any] = ["seed": 3, "scale": 0.05, "density": 0.5]
+        let rs = try admin(s, "POST", "/v1/variants", ["name": "rs", "plugin": "random-sparse", "params": params])
+        #expect(rs.status == 201, "\(rs.text)")
+        let source = (rs.json["provenance"] as? [[String: Any]])?.first
+        #expect(source?["origin"] as? String == "plugin:random-sparse")
+        #expect((source?["metadata"] as? [String: Any])?["seed"] as? String == "3")
+        let first = try complete(s, model: "rs")
+        #expect(first.json["model"] as? String == "rs")
+        // PUT re-runs the seeded plugin: the same variant.
+        #expect(try admin(s, "PUT", "/v1/variants/rs").status == 200)
+        #expect(text(try complete(s, model: "rs")) == text(first))
     }
 
     @Test func preloadedVariantsServeFromTheStart() throws {
