@@ -152,6 +152,9 @@ public struct MMLUTask: EvalTask {
     public func subject(_ index: Int) -> String { items[index].subject }
 
     public init(store: DataStore, settings: EvalSettings, formatter: ChatFormatter?) throws(EvaluationError) {
+        if settings.chatTemplate && formatter == nil {
+            throw .usage("MMLU scores chat-formatted prompts: pass --model-dir DIR (the served model's folder, for its chat template) or --no-chat-template")
+        }
         var all = try store.mmluTest()
         var note = "MMLU test, all 14,042 questions"
         if !settings.mmluAllItems {
@@ -176,9 +179,6 @@ public struct MMLUTask: EvalTask {
         if settings.limit != nil { note += "; first \(items.count)" }
         itemNote = note
         self.formatter = settings.chatTemplate ? formatter : nil
-        if settings.chatTemplate && formatter == nil {
-            throw .usage("MMLU scores chat-formatted prompts: pass --model-dir DIR (the served model's folder, for its chat template) or --no-chat-template")
-        }
         protocolID = "mmlu/\(Prompts.version)/\(settings.chatTemplate ? "chat+\"\(Prompts.mmluAnswerPrefix)\"" : "raw")/0shot/loglik-space-letter"
     }
 

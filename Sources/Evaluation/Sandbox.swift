@@ -95,8 +95,13 @@ public struct Sandbox: Sendable {
         guard allowWeaker else {
             throw .sandbox("\(reason); code tasks refuse to run without it (hint: apt-get install bubblewrap, or pass --allow-weak-sandbox for rlimits only, no namespaces)")
         }
-        self = Sandbox(isolation: .rlimitOnly, limits: limits, python: lines[0], pythonPrefix: lines[1],
-                       bwrap: nil, setpriv: setpriv, prlimit: prlimit, fallbackReason: reason)
+        let weak = Sandbox(isolation: .rlimitOnly, limits: limits, python: lines[0], pythonPrefix: lines[1],
+                           bwrap: nil, setpriv: setpriv, prlimit: prlimit, fallbackReason: reason)
+        let check = weak.run(program: "print('ok')")
+        guard check.passed else {
+            throw .sandbox("the rlimit-only sandbox cannot run \(lines[0]) as uid \(weak.baseUID): \(check.output.prefix(300)) (hint: an interpreter under /root is not readable by an unprivileged uid; pass --python /usr/bin/python3)")
+        }
+        self = weak
     }
 
     /// A one-line description for reports.
@@ -189,8 +194,15 @@ public struct Sandbox: Sendable {
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
         // Own process group, so a timeout can kill every descendant in rlimit-only mode.
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        // Threads of this process (libdispatch's) block signals; the child must not inherit that
+        // mask, or SIGXCPU and SIGTERM would not reach it.
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         posix_spawnattr_setpgroup(&attr, 0)
+        var noSignals = sigset_t(), allSignals = sigset_t()
+        sigemptyset(&noSignals)
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attr, &noSignals)
+        posix_spawnattr_setsigdefault(&attr, &allSignals)
         let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         let envStrings = ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=" + directory]

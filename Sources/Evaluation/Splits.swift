@@ -57,6 +57,8 @@ public struct SplitPlan: Sendable, Codable, Equatable {
 }
 
 extension DataStore {
+    var extractAlignCount: Int { SplitPlan.extractSize + SplitPlan.alignSize }
+
     public func splitDirectory(_ task: BenchmarkTask) -> String { root + "/splits/" + task.rawValue }
 
     /// Makes (or re-reads, when present with the same seed) the split files of `task`:
@@ -85,6 +87,10 @@ extension DataStore {
                         "test_list": t.testList, "test_setup_code": t.setup])
             }
             source = path("mbpp")
+        }
+        let needed = task == .humaneval ? extractAlignCount + 1 : extractAlignCount + (task == .mbpp ? 300 : 1000)
+        guard records.count >= needed else {
+            throw .data("\(task.rawValue): \(records.count) items in \(source), the splits need \(needed)")
         }
         let plan = SplitPlan.make(task: task, pool: records.map(\.0), seed: seed, source: source)
         try makeDirectory(dir)

@@ -43,6 +43,7 @@ public enum Statistics {
     /// `1 - C(n - c, k) / C(n, k)` with n samples of which c passed, computed as their product form.
     public static func passAtK(n: Int, correct c: Int, k: Int) -> Double {
         precondition(k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n, 0 <= c <= n")
+        if c == 0 { return 0 }
         if n - c < k { return 1 }
         var prod = 1.0
         for i in (n - c + 1)...n { prod *= 1 - Double(k) / Double(i) }

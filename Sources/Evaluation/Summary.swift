@@ -153,10 +153,11 @@ public enum Report {
         md += "\n"
         for s in summaries {
             md += "## \(s.task)\n\n- items: \(s.itemNote)\n- protocol: `\(s.protocolID)`\n- wall time: \(Int(s.wallSeconds)) s\n"
-            for arm in [s.a] + (s.b.map { [$0] } ?? []) {
-                if let st = arm.strictAccuracy { md += "- `\(arm.variant)` strict `#### N` accuracy: \(pct(st))%\n" }
-                if let m = arm.macroAccuracy { md += "- `\(arm.variant)` MMLU macro (mean over \(arm.perSubject?.count ?? 0) subjects) \(pct(m))%, micro \(pct(arm.accuracy))%\n" }
-                if let pk = arm.passAtK { md += "- `\(arm.variant)` " + pk.keys.sorted().map { "pass@\($0) \(pct(pk[$0]!))%" }.joined(separator: ", ") + "\n" }
+            for (label, arm) in zip(["A", "B"], [s.a] + (s.b.map { [$0] } ?? [])) {
+                let who = "\(label) (`\(arm.variant)`)"
+                if let st = arm.strictAccuracy { md += "- \(who) strict `#### N` accuracy: \(pct(st))%\n" }
+                if let m = arm.macroAccuracy { md += "- \(who) MMLU macro (mean over \(arm.perSubject?.count ?? 0) subjects) \(pct(m))%, micro \(pct(arm.accuracy))%\n" }
+                if let pk = arm.passAtK { md += "- \(who) " + pk.keys.sorted().map { "pass@\($0) \(pct(pk[$0]!))%" }.joined(separator: ", ") + "\n" }
             }
             if s.b != nil {
                 md += "- flipped A→B (only A right): \(s.onlyA.prefix(20).joined(separator: ", "))\(s.onlyA.count > 20 ? " …" : "")\n"
