@@ -49,8 +49,7 @@ public final class VariantBuilder: Sendable {
     /// Reads a delta file named relative to the delta directory.
     public func readDelta(relativePath: String) throws -> Delta {
         guard let deltaDirectory else { throw TransferError.badPath(relativePath, "no delta directory is configured") }
-        let path = try DeltaDirectory(path: deltaDirectory).resolve(relativePath)
-        return try DeltaFile.read(path: path, targets: shapes)
+        return try read(path: try DeltaDirectory(path: deltaDirectory).resolve(relativePath))
     }
 
     /// Validates `deltas` and makes the variant (its provenance names each delta's origin).
@@ -76,6 +75,15 @@ public final class VariantBuilder: Sendable {
     /// Reads a delta file the operator named (`graft serve --variant NAME=PATH`): any path.
     public func readDelta(operatorPath path: String) throws -> Delta {
         guard FileManager.default.fileExists(atPath: path) else { throw TransferError.badPath(path, "no such file") }
+        return try read(path: path)
+    }
+
+    /// A Graft delta file, or a PEFT adapter folder.
+    func read(path: String) throws -> Delta {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try PEFTAdapter.read(directory: path, targets: shapes, fingerprint: fingerprint)
+        }
         return try DeltaFile.read(path: path, targets: shapes)
     }
 

@@ -69,3 +69,40 @@ import Testing
         #expect(tinyWeights.fingerprint == VariantBuilder(weights: tinyWeights, deltaDirectory: nil).fingerprint)
     }
 }
+
+/// PEFT adapters round-trip, and `graft finetune`'s PEFT writer's layout loads with its scale.
+@Suite struct PEFTAdapterTests {
+    let builder = VariantBuilder(weights: tinyWeights, deltaDirectory: nil)
+
+    @Test func exportsAndImportsLowRankDeltas() throws {
+        let dir = scratchDirectory("peft")
+        let q = LayerModule.q.tensorName(layer: 0), down = LayerModule.down.tensorName(layer: 1)   // [64, 64], [64, 160]
+        let delta = Delta(entries: [
+            q: [.lowRank(a: seededValues(2 * 64, seed: 1), b: seededValues(64 * 2, seed: 2), rank: 2, scale: 4)],
+            down: [.lowRank(a: seededValues(2 * 160, seed: 3), b: seededValues(64 * 2, seed: 4), rank: 2, scale: 4)],
+        ], metadata: DeltaMetadata(modelFingerprint: builder.fingerprint, strategy: "test"))
+        try PEFTAdapter.write(delta, directory: dir + "/adapter")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter/adapter_config.json"))) as? [String: Any]
+        #expect(config?["r"] as? Int == 2)
+        #expect(config?["lora_alpha"] as? Double == 8)
+        #expect(config?["target_modules"] as? [String] == ["down_proj", "q_proj"])
+        let back = try PEFTAdapter.read(directory: dir + "/adapter", targets: builder.shapes, fingerprint: builder.fingerprint)
+        #expect(back.entries == delta.entries)
+        // Through the variant builder: a folder in the delta directory is a PEFT adapter.
+        let b = VariantBuilder(weights: tinyWeights, deltaDirectory: dir)
+        #expect(try b.build(name: "p", deltaPaths: ["adapter"]).1.sources[0].metadata["strategy"] == "peft-lora")
+        // rsLoRA scales by alpha/√r.
+        var rs = config!
+        rs["use_rslora"] = true
+        try JSONSerialization.data(withJSONObject: rs).write(to: URL(fileURLWithPath: dir + "/adapter/adapter_config.json"))
+        let rsDelta = try PEFTAdapter.read(directory: dir + "/adapter", targets: builder.shapes, fingerprint: builder.fingerprint)
+        guard case .lowRank(_, _, _, let s)? = rsDelta.entries[q]?.first else { Issue.record("no entry"); return }
+        #expect(abs(s - 8 / 2.0.squareRoot().float) < 1e-6)
+        #expect(throws: TransferError.self) {
+            try PEFTAdapter.write(Delta(entries: [q: [.dense(values: [Float](repeating: 0, count: 64 * 64))]],
+                                        metadata: delta.metadata), directory: dir + "/dense")
+        }
+    }
+}
+
+extension Double { var float: Float { Float(self) } }
