@@ -59,7 +59,7 @@ let package = Package(
         // Benchmarks, prompts, answer extraction, sandbox, paired statistics (issue 8).
         .target(name: "Evaluation", dependencies: []),
         .executableTarget(name: "graft", dependencies: [
-            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore", "Server", "Evaluation", "Training",
+            "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore", "Server", "Evaluation", "Training", "Transfer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

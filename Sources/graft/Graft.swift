@@ -6,7 +6,7 @@ struct Graft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graft",
         abstract: "Serve Llama-family models and hot-inject knowledge transferred from larger ones.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, FinetuneCommand.self, BenchCommand.self, MakeModelCommand.self, SysInfo.self, TokenizeCommand.self, ServeCommand.self, DataCommand.self, EvalCommand.self]
+        subcommands: [GenerateCommand.self, ChatCommand.self, FinetuneCommand.self, BenchCommand.self, MakeModelCommand.self, SysInfo.self, TokenizeCommand.self, ServeCommand.self, DataCommand.self, EvalCommand.self, DeltaCommand.self, VariantCommand.self]
     )
 }
 
