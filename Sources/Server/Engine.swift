@@ -37,7 +37,13 @@ final class Engine: @unchecked Sendable {
     private var queuedSequences = 0
     private var liveSequences = 0
 
+    /// Called on the engine thread when a variant yields non-finite logits (the server marks
+    /// it quarantined on the loop thread).
+    var onQuarantine: (@Sendable (Variant) -> Void)?
+
     // Engine thread only.
+    /// Variants that produced non-finite logits: their sequences end with an error.
+    private var quarantined: Set<ObjectIdentifier> = []
     private var waiting: [EngineSequence] = []
     private var live: [EngineSequence] = []
     private var reservedBytes = 0
@@ -374,6 +380,10 @@ final class Engine: @unchecked Sendable {
         metrics.stepSeconds.record(Double(now - t0) / 1e9)
         metrics.batchSize.record(Double(members.count))
         for ((s, count), rows) in zip(members, outputs) where s.state != .finished {
+            if let variant = s.active.job.variant, !rows.allSatisfy({ $0.allSatisfy(\.isFinite) }) {
+                quarantine(variant)
+                continue
+            }
             if s.state == .prefilling {
                 if s.scoresPrompt { scorePrompt(s, rows: rows, count: count) }
                 s.fed += count
@@ -493,6 +503,29 @@ final class Engine: @unchecked Sendable {
         s.state = .finished
         s.cache = nil
         send(job, .failed(.internal))
+    }
+
+    /// Ends every sequence on `variant` with an error: their KV caches were built with its
+    /// weights, so they cannot move to base. New requests for it go to base (the server's side).
+    private func quarantine(_ variant: Variant) {
+        guard quarantined.insert(ObjectIdentifier(variant)).inserted else { return }
+        logger.error("variant '\(variant.name)' produced non-finite logits: quarantined")
+        onQuarantine?(variant)
+        let error = APIError(status: 500, type: "server_error",
+                             message: "The variant '\(variant.name)' produced non-finite logits and was quarantined; retry (new requests go to base).",
+                             code: "variant_quarantined")
+        var removedQueued = 0
+        for s in waiting + live where s.active.job.variant === variant && s.state != .finished {
+            if s.state == .waiting { removedQueued += 1 }
+            let job = s.active.job
+            s.active.remaining -= 1
+            if s.state != .waiting { reservedBytes -= s.reservedBytes }
+            s.state = .finished
+            s.cache = nil
+            send(job, .failed(error))
+        }
+        waiting.removeAll { $0.state == .finished }
+        changeQueued(by: -removedQueued)
     }
 
     private func release(_ s: EngineSequence) {

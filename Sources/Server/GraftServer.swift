@@ -71,6 +71,12 @@ public final class GraftServer: @unchecked Sendable {
         self.http = http
         engine = Engine(model: model, tokenizer: tokenizer, options: options, metrics: metrics, logger: logger,
                         post: { work in http.post(work) })
+        engine.onQuarantine = { [unowned self] variant in
+            http.post { [self] in
+                registry.quarantine(variant)
+                metrics.variantsQuarantined.set(Double(registry.quarantinedCount))
+            }
+        }
         http.onRequest = { [unowned self] in route($0) }
         http.onRequestEnded = { [unowned self] in ended($0) }
         http.onShutdown = { [unowned self] in
@@ -210,8 +216,11 @@ public final class GraftServer: @unchecked Sendable {
         var served = modelID
         if let name = request.model ?? registry.defaultName, !servesModel(named: name) {
             guard let entry = registry[name] else { return exchange.respond(error: .modelNotFound(name)) }
-            variant = entry.variant
-            served = name
+            // A quarantined variant's traffic goes to base, and the response says so.
+            if !entry.quarantined {
+                variant = entry.variant
+                served = name
+            }
         }
         let firstJob = nextJobID
         nextJobID += request.prompts.count

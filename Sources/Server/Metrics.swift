@@ -18,6 +18,7 @@ final class ServerMetrics: Sendable {
     let kvCacheBudgetBytes: Gauge
     let connections: Gauge
     let variants: Gauge
+    let variantsQuarantined: Gauge
 
     private static let latencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
                                                    0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30]
@@ -48,6 +49,7 @@ final class ServerMetrics: Sendable {
         kvCacheBudgetBytes = registry.makeGauge(descriptor: name("kv_cache_budget", "bytes", "--kv-cache-mb in bytes."))
         connections = registry.makeGauge(descriptor: name("open_connections", "count", "Open client connections."))
         variants = registry.makeGauge(descriptor: name("variants", "count", "Variants published besides base."))
+        variantsQuarantined = registry.makeGauge(descriptor: name("variants_quarantined", "count", "Variants that produced non-finite logits (served by base)."))
     }
 
     /// Counts one finished request by route and status.

@@ -23,6 +23,8 @@ final class VariantRegistry {
         let provenance: VariantProvenance
         let spec: VariantSpec
         let created: Int
+        /// Produced non-finite logits: requests for it are served by base.
+        var quarantined = false
     }
 
     private(set) var entries: [String: Entry] = [:]
@@ -45,6 +47,14 @@ final class VariantRegistry {
     }
 
     func setDefault(_ name: String?) { defaultName = name }
+
+    /// Marks the entry holding this very variant (not a later one under the same name).
+    func quarantine(_ variant: Variant) {
+        guard let entry = entries[variant.name], entry.variant === variant else { return }
+        entries[variant.name]?.quarantined = true
+    }
+
+    var quarantinedCount: Int { entries.values.filter(\.quarantined).count }
 
     /// A variant name a client may register: letters, digits, `.`, `_`, `-`, 1–64 characters.
     static func isValidName(_ name: String) -> Bool {

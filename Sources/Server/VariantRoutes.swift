@@ -266,7 +266,7 @@ extension GraftServer {
         return .object([
             ("id", .string(entry.variant.name)), ("object", .string("variant")), ("created", .int(entry.created)),
             ("base", .string(modelAlias)), ("fingerprint", .string(variantBuilder.fingerprint)),
-            ("default", .bool(registry.defaultName == entry.variant.name)),
+            ("default", .bool(registry.defaultName == entry.variant.name)), ("quarantined", .bool(entry.quarantined)),
             ("mode", .string(p.mode.rawValue)), ("resident_bytes", .int(p.residentBytes)),
             ("tensors", .int(entry.variant.deltas.count)),
             ("bounds", .object([("max_abs_value", bound(p.bounds.maxAbsValue)), ("max_relative_norm", bound(p.bounds.maxRelativeNorm))])),

@@ -188,6 +188,36 @@ import Transfer
         #expect(text(replaced) != expected.map { String($0.prefix(text(replaced)?.count ?? 0)) }, "new requests get the replacement")
     }
 
+    /// A variant whose logits are not finite is quarantined: its request fails with a clear
+    /// error, later requests for it are served by base and say so, the API and metrics show it.
+    @Test func nonFiniteVariantIsQuarantined() throws {
+        // Finite values whose products overflow: up_proj's output is ±inf, down_proj's inf − inf.
+        let weights = try ModelWeights(config: ModelConfig.load(directory: tinyModel), storage: SafeTensorsModel(directory: tinyModel))
+        let builder = VariantBuilder(weights: weights, deltaDirectory: nil)
+        let up = LayerModule.up.tensorName(layer: 0)
+        let n = builder.shapes[up]!.rows * builder.shapes[up]!.cols
+        try DeltaFile.write(Delta(entries: [up: [.dense(values: [Float](repeating: 3e38, count: n))]],
+                                  metadata: DeltaMetadata(modelFingerprint: builder.fingerprint, strategy: "overflow")),
+                            shapes: builder.shapes, to: deltaDir + "/overflow.safetensors")
+        let s = try TestServer { $0.adminToken = Self.token; $0.deltaDirectory = deltaDir }
+        defer { #expect(s.stop()) }
+        let bounds: [String: Any] = ["max_abs_value": "inf", "max_relative_norm": "inf"]
+        #expect(try admin(s, "POST", "/v1/variants", ["name": "bad", "delta": "overflow.safetensors", "bounds": bounds]).status == 201)
+        let failed = try complete(s, model: "bad")
+        #expect(failed.status == 500, "\(failed.text)")
+        #expect((failed.json["error"] as? [String: Any])?["code"] as? String == "variant_quarantined")
+        let fallback = try complete(s, model: "bad")
+        #expect(fallback.status == 200)
+        #expect(fallback.json["model"] as? String == "base")
+        #expect(text(fallback) == text(try complete(s, model: "base")))
+        #expect(try admin(s, "GET", "/v1/variants/bad").json["quarantined"] as? Bool == true)
+        #expect(try s.request("GET", "/metrics").text.contains("graft_variants_quarantined_count 1"))
+        // Replacing it publishes a fresh, unquarantined variant.
+        try writeDelta("fine.safetensors", scale: 0.01)
+        #expect(try admin(s, "PUT", "/v1/variants/bad", ["delta": "fine.safetensors"]).status == 200)
+        #expect(try complete(s, model: "bad").json["model"] as? String == "bad")
+    }
+
     @Test func pluginVariants() throws {
         let s = try TestServer { $0.adminToken = Self.token; $0.deltaDirectory = deltaDir }
         defer { #expect(s.stop()) }
