@@ -10,6 +10,7 @@ let package = Package(
         // Strategy plugins: dynamic libraries the host dlopens from the plugin directory, never links.
         .library(name: "zero-delta", type: .dynamic, targets: ["ZeroDeltaPlugin"]),
         .library(name: "random-sparse", type: .dynamic, targets: ["RandomSparsePlugin"]),
+        .library(name: "delta-file", type: .dynamic, targets: ["DeltaFilePlugin"]),
         .library(name: "test-bad-abi", type: .dynamic, targets: ["TestBadABIPlugin"]),
     ],
     dependencies: [
@@ -49,6 +50,7 @@ let package = Package(
         .target(name: "PluginKit", dependencies: ["GraftPluginABI"]),
         .target(name: "ZeroDeltaPlugin", dependencies: ["PluginKit"], path: "Plugins/zero-delta"),
         .target(name: "RandomSparsePlugin", dependencies: ["PluginKit"], path: "Plugins/random-sparse"),
+        .target(name: "DeltaFilePlugin", dependencies: ["PluginKit"], path: "Plugins/delta-file"),
         .target(name: "TestBadABIPlugin", dependencies: ["PluginKit"], path: "Plugins/test-bad-abi"),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [

@@ -129,6 +129,12 @@ public struct Host {
         try check(table.pointee.delta_add_low_rank?(builder, target, a, b, Int32(rank), scale))
     }
 
+    /// Adds a delta file or PEFT adapter from the host's delta directory.
+    public func addFile(_ relativePath: String) throws {
+        guard table.pointee.struct_size >= UInt32(MemoryLayout<graft_host>.size) else { throw PluginError("the host cannot read delta files") }
+        try check(table.pointee.delta_add_file?(builder, relativePath))
+    }
+
     public func setMetadata(_ key: String, _ value: String) throws {
         try check(table.pointee.delta_set_metadata?(builder, key, value))
     }

@@ -160,7 +160,7 @@ extension GraftServer {
         if let plugin = spec.plugin {
             // In this process, on a background queue. TODO(issue 6): POST /v1/transfers runs
             // strategies in a child graft process so that a crashing plugin cannot take the server down.
-            var services = PluginServices()
+            var services = PluginServices(readDelta: { try builder.readDelta(relativePath: $0) })
             if let tokenizer {
                 services.tokenize = { @Sendable (text: String, special: Bool) -> [Int] in tokenizer.encode(text, addSpecialTokens: special) }
             }

@@ -21,9 +21,13 @@ public struct PluginServices: Sendable {
     public var progress: (@Sendable (Double, String) -> Void)?
     public var log: (@Sendable (Int, String) -> Void)?
     public var isCancelled: (@Sendable () -> Bool)?
+    /// Reads a delta named relative to the delta directory (`VariantBuilder.readDelta(relativePath:)`).
+    public var readDelta: (@Sendable (String) throws -> Delta)?
 
     public init(tokenize: (@Sendable (String, Bool) -> [Int])? = nil, progress: (@Sendable (Double, String) -> Void)? = nil,
-                log: (@Sendable (Int, String) -> Void)? = nil, isCancelled: (@Sendable () -> Bool)? = nil) {
+                log: (@Sendable (Int, String) -> Void)? = nil, isCancelled: (@Sendable () -> Bool)? = nil,
+                readDelta: (@Sendable (String) throws -> Delta)? = nil) {
+        self.readDelta = readDelta
         self.tokenize = tokenize
         self.progress = progress
         self.log = log

@@ -138,6 +138,24 @@ enum HostTable {
             return 0
         }
         h.delta_last_error = { builder in UnsafePointer(RunContext.from(builder)?.lastError) }
+        h.delta_add_file = { builder, path in
+            guard let c = RunContext.from(builder) else { return 1 }
+            guard let path else { return c.fail("null argument") }
+            guard let read = c.services.readDelta else { return c.fail("this host reads no delta files") }
+            do {
+                let delta = try read(String(cString: path))
+                guard delta.metadata.modelFingerprint == c.fingerprint else {
+                    return c.fail("\(TransferError.fingerprintMismatch(expected: c.fingerprint, found: delta.metadata.modelFingerprint))")
+                }
+                for (target, entries) in delta.entries { for e in entries where c.add(target, e) != 0 { return 1 } }
+                for (k, v) in delta.metadata.dictionary where !["format", "format_version", "model_fingerprint"].contains(k) {
+                    c.metadata["source_" + k] = v
+                }
+                return 0
+            } catch {
+                return c.fail("\(error)")
+            }
+        }
         return h
     }
 }

@@ -239,6 +239,11 @@ import Transfer
         #expect((source?["metadata"] as? [String: Any])?["seed"] as? String == "3")
         let first = try complete(s, model: "rs")
         #expect(first.json["model"] as? String == "rs")
+        try writeDelta("small.safetensors", scale: 0.01)
+        let viaPlugin = try admin(s, "POST", "/v1/variants", ["name": "df", "plugin": "delta-file", "params": ["path": "small.safetensors"]])
+        #expect(viaPlugin.status == 201, "\(viaPlugin.text)")
+        let escape = try admin(s, "POST", "/v1/variants", ["name": "df2", "plugin": "delta-file", "params": ["path": "../small.safetensors"]])
+        #expect(escape.status == 400 && escape.text.contains("leaves the delta directory"), "\(escape.text)")
         // PUT re-runs the seeded plugin: the same variant.
         #expect(try admin(s, "PUT", "/v1/variants/rs").status == 200)
         #expect(text(try complete(s, model: "rs")) == text(first))

@@ -55,6 +55,22 @@ import Testing
         #expect(provenance.sources[0].metadata["parameters"] == params)
     }
 
+    @Test func deltaFileReadsOnlyInsideTheDeltaDirectory() throws {
+        let dir = scratchDirectory("plugin-deltas")
+        let builder = VariantBuilder(weights: tinyWeights, deltaDirectory: dir)
+        let sample = sampleDelta(fingerprint: builder.fingerprint)
+        try DeltaFile.write(sample, shapes: builder.shapes, to: dir + "/d.safetensors")
+        let services = PluginServices(readDelta: { try builder.readDelta(relativePath: $0) })
+        let delta = try host.run("delta-file", params: #"{"path": "d.safetensors"}"#, weights: tinyWeights, services: services)
+        #expect(delta.entries == sample.entries)
+        #expect(delta.metadata.extra["source_strategy"] == "test")
+        for path in ["../d.safetensors", "/etc/passwd", "missing.safetensors"] {
+            #expect(refusal { _ = try host.run("delta-file", params: "{\"path\": \"\(path)\"}", weights: tinyWeights, services: services) }?
+                .contains("delta path") == true, "\(path)")
+        }
+        #expect(refusal { _ = try host.run("delta-file", params: "{}", weights: tinyWeights, services: services) }?.contains("params.path") == true)
+    }
+
     @Test func failuresAreRefusedWithTheirReason() throws {
         #expect(refusal { _ = try host.run("random-sparse", params: #"{"density": 2}"#, weights: tinyWeights) }?
             .contains("density must be in (0, 1], got 2") == true)

@@ -65,6 +65,9 @@ typedef struct graft_host {
     int32_t (*delta_set_metadata)(graft_delta_builder *builder, const char *key, const char *value);
     /* the last delta_* error, valid until the next call */
     const char *(*delta_last_error)(graft_delta_builder *builder);
+    /* adds every entry of a Graft delta file or PEFT adapter folder, named relative to the
+     * host's delta directory (the host refuses paths that leave it), to the builder */
+    int32_t (*delta_add_file)(graft_delta_builder *builder, const char *relative_path);
 } graft_host;
 
 typedef struct graft_plugin {
