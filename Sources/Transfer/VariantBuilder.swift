@@ -44,6 +44,24 @@ public final class VariantBuilder: Sendable {
         targets = deltaTargets(of: weights).mapValues { Shape(rows: $0.rows, cols: $0.cols) }
     }
 
+    /// Largest private copy a merged variant may make; nil: half of MemAvailable.
+    public var mergedMemoryLimitBytes: Int? {
+        get { limitLock.withLock { limit } }
+        set { limitLock.withLock { limit = newValue } }
+    }
+    private let limitLock = NSLock()
+    nonisolated(unsafe) private var limit: Int?
+
+    /// MemAvailable from /proc/meminfo (Linux), bytes.
+    static func availableMemoryBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let parts = line.split(whereSeparator: { $0 == " " })
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
     public var shapes: [String: (rows: Int, cols: Int)] { targets.mapValues { ($0.rows, $0.cols) } }
 
     /// Reads a delta file named relative to the delta directory.
@@ -59,6 +77,14 @@ public final class VariantBuilder: Sendable {
         for (_, delta) in deltas {
             try DeltaValidator.validate(delta, weights: weights, fingerprint: fingerprint, bounds: bounds)
             for (target, entries) in delta.entries { combined[target, default: []] += entries }
+        }
+        if mode == .merged {
+            // A merged variant holds an f32 copy of every touched matrix: refuse what would not fit.
+            let needed = combined.keys.reduce(0) { sum, t in sum + (targets[t].map { $0.rows * $0.cols * 4 } ?? 0) }
+            let limit = mergedMemoryLimitBytes ?? Self.availableMemoryBytes().map { $0 / 2 } ?? Int.max
+            guard needed <= limit else {
+                throw TransferError.outOfBounds(tensor: name, "merged mode needs \(needed >> 20) MiB of private copies; \(limit >> 20) MiB may be used (hint: mode unmerged holds only the delta)")
+            }
         }
         let variant: Variant
         do {

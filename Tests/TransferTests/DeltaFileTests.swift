@@ -39,6 +39,10 @@ import Testing
         #expect(provenance.residentBytes == sampleDelta(fingerprint: "").byteCount)
         let merged = try b.build(name: "m", deltaPaths: ["d.safetensors"], mode: .merged).0
         #expect(merged.mode == .merged)
+        // Merged copies of up [160×64], down, q, v in f32 need 106,496 bytes: refused under a smaller limit.
+        b.mergedMemoryLimitBytes = 100_000
+        #expect(throws: TransferError.self) { try b.build(name: "m", deltaPaths: ["d.safetensors"], mode: .merged) }
+        #expect(try b.build(name: "u", deltaPaths: ["d.safetensors"]).0.mode == .unmerged)
     }
 
     /// `graft finetune` writes low-rank deltas with its own writer: they load here.
