@@ -23,6 +23,7 @@ public final class GraftServer: @unchecked Sendable {
     let adminAuth: AdminAuth
     let variantBuilder: VariantBuilder
     let pluginHost: PluginHost
+    let transfers = TransferJobs()
     private var nextJobID = 1
     private var shuttingDown = false
 

@@ -10,6 +10,18 @@ extension GraftServer {
     /// Handles `/v1/variants…`; false when the path is not one of them.
     func routeAdmin(_ exchange: Exchange, path: String) -> Bool {
         let r = exchange.request
+        if path == "/v1/transfers" || path.hasPrefix("/v1/jobs/") {
+            exchange.route = path == "/v1/transfers" ? path : "/v1/jobs/{id}"
+            if let refusal = adminAuth.check(r) { exchange.respond(error: refusal); return true }
+            let id = String(path.dropFirst("/v1/jobs/".count))
+            switch (r.method, path == "/v1/transfers") {
+            case ("POST", true): startTransfer(exchange)
+            case ("GET", false): showJob(exchange, id: id)
+            case ("DELETE", false): cancelJob(exchange, id: id)
+            default: exchange.respond(error: .methodNotAllowed(r.method, path))
+            }
+            return true
+        }
         if path == "/v1/plugins" {
             exchange.route = path
             if let refusal = adminAuth.check(r) {
@@ -190,7 +202,7 @@ extension GraftServer {
     // MARK: JSON
 
     /// `{"name", "delta": path | [paths], "mode": "unmerged"|"merged", "bounds": {"max_abs_value", "max_relative_norm"}}`.
-    private func parseSpec(_ body: JSONValue, name fixedName: String?) throws(APIError) -> (String, VariantSpec) {
+    func parseSpec(_ body: JSONValue, name fixedName: String?) throws(APIError) -> (String, VariantSpec) {
         guard body.members != nil else { throw .invalid("The body must be a JSON object.") }
         let name: String
         if let fixedName {

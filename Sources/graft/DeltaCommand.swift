@@ -8,7 +8,7 @@ import Transfer
 struct DeltaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delta", abstract: "Inspect, compare, merge and export weight deltas.",
-        subcommands: [DeltaInspect.self, DeltaDiff.self, DeltaMergeCommand.self, DeltaExportPEFT.self])
+        subcommands: [DeltaInspect.self, DeltaDiff.self, DeltaMergeCommand.self, DeltaExportPEFT.self, DeltaBuild.self])
 }
 
 /// Loads a model's weights and a builder for its deltas.
@@ -117,5 +117,42 @@ struct DeltaExportPEFT: ParsableCommand {
             throw CLIError("\(error)")
         }
         print("wrote \(output)/adapter_config.json and adapter_model.safetensors")
+    }
+}
+
+/// `graft delta build`: runs a strategy plugin and writes its delta into the delta directory.
+/// The server's `POST /v1/transfers` runs this in a child process, so that a crashing plugin
+/// cannot take the server down; progress goes to stdout as `progress <fraction>` lines.
+struct DeltaBuild: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "build", abstract: "Run a strategy plugin and write its delta (a file in the delta directory).")
+    @Option(help: "Model folder.") var model: String
+    @Option(help: "Plugin name (from the plugin directory).") var plugin: String
+    @Option(help: "The plugin's params, a JSON object.") var params = "{}"
+    @Option(help: "Delta directory (delta files a plugin reads, and the output).") var deltaDir = "deltas"
+    @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
+    @Option(name: .shortAndLong, help: "Output file, relative to the delta directory.") var output: String
+
+    func run() throws {
+        guard !output.hasPrefix("/"), !output.split(separator: "/").contains(".."), !output.isEmpty else {
+            throw ValidationError("--output must be a path inside the delta directory")
+        }
+        let builder = try deltaBuilder(model: model)
+        let dir = deltaDir
+        let services = PluginServices(
+            progress: { fraction, _ in
+                // Unbuffered: the server reads progress as it comes.
+                FileHandle.standardOutput.write(Data("progress \(fraction)\n".utf8))
+            },
+            readDelta: { try VariantBuilder(weights: builder.weights, deltaDirectory: dir).readDelta(relativePath: $0) })
+        let host = PluginHost(directory: pluginDir ?? PluginHost.executableDirectory)
+        do {
+            let delta = try host.run(plugin, params: params, weights: builder.weights, services: services)
+            try DeltaValidator.validate(delta, weights: builder.weights, fingerprint: builder.fingerprint, bounds: .unbounded)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try DeltaFile.write(delta, shapes: builder.shapes, to: dir + "/" + output)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        print("wrote \(output)")
     }
 }
