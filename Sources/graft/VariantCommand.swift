@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import LanguageModel
 import Transfer
 
 /// `graft variant apply`: a merged model folder (W + Δ) from a model and deltas, offline.
 struct VariantCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "variant", abstract: "Work with variants offline.", subcommands: [VariantApplyCommand.self])
+        commandName: "variant", abstract: "Work with variants offline.", subcommands: [VariantApplyCommand.self, VariantBenchCommand.self])
 }
 
 struct VariantApplyCommand: ParsableCommand {
@@ -28,5 +29,36 @@ struct VariantApplyCommand: ParsableCommand {
             throw CLIError("\(error)")
         }
         print("wrote \(output)")
+    }
+}
+
+/// `graft variant bench`: what `POST /v1/variants {"plugin": …}` costs before publication —
+/// the plugin's run, validation, the variant's build — and the variant's resident bytes.
+struct VariantBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Time a plugin variant from run to a publishable Variant.")
+    @Option(help: "Model folder.") var model: String
+    @Option(help: "Plugin name.") var plugin = "random-sparse"
+    @Option(help: "The plugin's params (JSON).") var params = #"{"density": 0.1, "scale": 0.001}"#
+    @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
+    @Option(help: "unmerged or merged.") var mode = "unmerged"
+
+    func run() throws {
+        guard let m = LanguageModel.VariantMode(rawValue: mode) else { throw ValidationError("--mode must be unmerged or merged") }
+        let t0 = Date()
+        let builder = try deltaBuilder(model: model)
+        let t1 = Date()
+        let host = PluginHost(directory: pluginDir ?? PluginHost.executableDirectory)
+        do {
+            let delta = try host.run(plugin, params: params, weights: builder.weights)
+            let t2 = Date()
+            let (variant, _) = try builder.build(name: "bench", deltas: [("plugin:" + plugin, delta)], mode: m)
+            let t3 = Date()
+            let modelBytes = builder.weights.storage.files.reduce(0) { $0 + $1.fileSize }
+            print(String(format: #"{"model_load_s": %.3f, "plugin_s": %.3f, "validate_build_s": %.3f, "post_to_publish_s": %.3f, "tensors": %d, "resident_bytes": %d, "model_bytes": %d}"#,
+                         t1.timeIntervalSince(t0), t2.timeIntervalSince(t1), t3.timeIntervalSince(t2), t3.timeIntervalSince(t1),
+                         variant.deltas.count, variant.residentBytes, modelBytes))
+        } catch {
+            throw CLIError("\(error)")
+        }
     }
 }
