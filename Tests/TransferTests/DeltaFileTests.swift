@@ -3,6 +3,7 @@ import LanguageModel
 import SafeTensors
 import TensorCore
 import Testing
+import Training
 @testable import Transfer
 
 @Suite struct DeltaFileTests {
@@ -67,9 +68,10 @@ import Testing
         #expect(provenance.sources[0].metadata["lora_init"] == "gaussian")
     }
 
-    /// The fingerprint is Training's: a fixed value for the committed fixture pins the algorithm.
-    @Test func fingerprintIsStable() {
+    /// The fingerprint is Training's (deltas from `graft finetune` load here).
+    @Test func fingerprintIsTrainings() {
         #expect(tinyWeights.fingerprint.hasPrefix("fnv1a64:"))
+        #expect(TrainingModel(weights: tinyWeights, pool: WorkerPool(threads: 1)).fingerprint == tinyWeights.fingerprint)
         #expect(tinyWeights.fingerprint == VariantBuilder(weights: tinyWeights, deltaDirectory: nil).fingerprint)
     }
 }
