@@ -62,33 +62,52 @@ extension GraftServer {
         process.executableURL = URL(fileURLWithPath: options.graftExecutable ?? Self.runningExecutable)
         process.arguments = ["delta", "build", "--model", options.modelDirectory, "--plugin", plugin, "--params", body["params"].map { String(decoding: Self.json($0).bytes, as: UTF8.self) } ?? "{}",
                              "--delta-dir", options.deltaDirectory, "--plugin-dir", pluginHost.directory, "-o", output]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        let http = self.http
-        out.fileHandleForReading.readabilityHandler = { handle in
-            let text = String(decoding: handle.availableData, as: UTF8.self)
-            let values = text.split(separator: "\n").compactMap { line in line.hasPrefix("progress ") ? Double(line.dropFirst(9)) : nil }
-            guard let last = values.last else { return }
-            http.post { job.progress = last }
-        }
-        err.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            http.post { if job.stderr.count < 16384 { job.stderr.append(data) } }
-        }
-        process.terminationHandler = { [self] p in
-            let status = p.terminationStatus
-            out.fileHandleForReading.readabilityHandler = nil
-            err.fileHandleForReading.readabilityHandler = nil
-            http.post { [self] in finishTransfer(job, status: status) }
-        }
+        // Blocking reads on a thread of the job's own, not FileHandle.readabilityHandler
+        // (its dispatch sources crash swift-corelibs-foundation when the pipe closes as the
+        // child exits). stderr goes to a file, so the child never blocks on it.
+        let out = Pipe()
+        let errPath = options.deltaDirectory + "/transfers/\(id).stderr"
         do {
             try FileManager.default.createDirectory(atPath: options.deltaDirectory + "/transfers", withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: errPath, contents: nil), let errFile = FileHandle(forWritingAtPath: errPath) else {
+                throw ServerError.startup("cannot create \(errPath)")
+            }
+            process.standardOutput = out
+            process.standardError = errFile
+            process.standardInput = FileHandle.nullDevice
             try process.run()
+            try? errFile.close()
         } catch {
             return exchange.respond(error: APIError(status: 500, type: "server_error", message: "Cannot start the transfer process: \(error)"))
         }
+        try? out.fileHandleForWriting.close()
+        let http = self.http
+        let reader = Thread { [self] in
+            let handle = out.fileHandleForReading
+            var pending = ""
+            while true {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                pending += String(decoding: data, as: UTF8.self)
+                var last: Double?
+                while let nl = pending.firstIndex(of: "\n") {
+                    let line = pending[..<nl]
+                    if line.hasPrefix("progress "), let v = Double(line.dropFirst(9)) { last = v }
+                    pending = String(pending[pending.index(after: nl)...])
+                }
+                if let last { http.post { job.progress = last } }
+            }
+            process.waitUntilExit()
+            let status = process.terminationStatus
+            let stderr = (try? Data(contentsOf: URL(fileURLWithPath: errPath))) ?? Data()
+            try? FileManager.default.removeItem(atPath: errPath)
+            http.post { [self] in
+                job.stderr = stderr.suffix(16384)
+                finishTransfer(job, status: status)
+            }
+        }
+        reader.name = "graft-transfer-\(id)"
+        reader.start()
         // Serving comes first: the job runs at a lower priority.
         setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(process.processIdentifier), 10)
         job.process = process
