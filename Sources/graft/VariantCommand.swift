@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LanguageModel
+import TensorCore
 import Transfer
 
 /// `graft variant apply`: a merged model folder (W + Δ) from a model and deltas, offline.
@@ -41,6 +42,9 @@ struct VariantBenchCommand: ParsableCommand {
     @Option(help: "The plugin's params (JSON).") var params = #"{"density": 0.1, "scale": 0.001}"#
     @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
     @Option(help: "unmerged or merged.") var mode = "unmerged"
+    @Option(help: "Also time decode of a batch of this many sequences: base alone, then base and 3 variants mixed (0: skip).")
+    var decodeBatch = 0
+    @Option(help: "Decode steps timed.") var steps = 16
 
     func run() throws {
         guard let m = LanguageModel.VariantMode(rawValue: mode) else { throw ValidationError("--mode must be unmerged or merged") }
@@ -54,6 +58,30 @@ struct VariantBenchCommand: ParsableCommand {
             let (variant, _) = try builder.build(name: "bench", deltas: [("plugin:" + plugin, delta)], mode: m)
             let t3 = Date()
             let modelBytes = builder.weights.storage.files.reduce(0) { $0 + $1.fileSize }
+            if decodeBatch > 0 {
+                // Base alone vs base + 3 variants (the seeds differ), round-robin over the batch.
+                var variants: [Variant?] = [nil]
+                for seed in 1...3 {
+                    var p = (try? JSONSerialization.jsonObject(with: Data(params.utf8))) as? [String: Any] ?? [:]
+                    p["seed"] = seed
+                    let text = String(decoding: try JSONSerialization.data(withJSONObject: p), as: UTF8.self)
+                    variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", try host.run(plugin, params: text, weights: builder.weights))], mode: m).0)
+                }
+                let model = Model(weights: builder.weights, pool: WorkerPool())
+                func tokensPerSecond(_ pick: (Int) -> Variant?) throws -> Double {
+                    let caches = (0..<decodeBatch).map { _ in model.makeCache(maxTokens: 16 + steps) }
+                    _ = try model.forward((0..<decodeBatch).map { ForwardInput(cache: caches[$0], tokens: [1, 2, 3, 4], variant: pick($0)) })
+                    let start = Date()
+                    for _ in 0..<steps {
+                        _ = try model.forward((0..<decodeBatch).map { ForwardInput(cache: caches[$0], tokens: [5], variant: pick($0)) })
+                    }
+                    return Double(decodeBatch * steps) / Date().timeIntervalSince(start)
+                }
+                let base = try tokensPerSecond { _ in nil }
+                let mixed = try tokensPerSecond { variants[$0 % 4] }
+                print(String(format: #"{"decode_batch": %d, "base_tokens_per_s": %.1f, "mixed_tokens_per_s": %.1f, "ratio": %.3f}"#,
+                             decodeBatch, base, mixed, mixed / base))
+            }
             print(String(format: #"{"model_load_s": %.3f, "plugin_s": %.3f, "validate_build_s": %.3f, "post_to_publish_s": %.3f, "tensors": %d, "resident_bytes": %d, "model_bytes": %d}"#,
                          t1.timeIntervalSince(t0), t2.timeIntervalSince(t1), t3.timeIntervalSince(t2), t3.timeIntervalSince(t1),
                          variant.deltas.count, variant.residentBytes, modelBytes))
