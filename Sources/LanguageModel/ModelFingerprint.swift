@@ -1,12 +1,9 @@
 import Foundation
-import LanguageModel
 
 extension ModelWeights {
     /// The model's fingerprint: FNV-1a 64 over config.json's fields (as sorted-key JSON) and
     /// the tensor table (names, dtypes, shapes), so a delta names the model it was made for.
-    /// Byte for byte the function `TrainingModel.fingerprint` uses (Sources/Training/LoRA.swift),
-    /// so deltas written by `graft finetune` load here.
-    // TODO(issue 6): move into LanguageModel so Training and Transfer share one definition.
+    /// The one definition Training (checkpoints, deltas) and Transfer (delta validation) share.
     public var fingerprint: String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         func feed(_ s: String) { for byte in s.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 } }
