@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Sampling settings, named as in the OpenAI API and transformers' GenerationConfig.
 public struct SamplingParameters: Sendable, Equatable, Codable {
@@ -16,21 +17,6 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
     public init() {}
 
     public var isGreedy: Bool { temperature <= 0 }
-}
-
-/// A small seeded generator (SplitMix64) so that a seed reproduces a sample on every machine.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 24 bits, as a Float.
-    public mutating func nextUnitFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }
 
 /// Picks the next token from logits. Greedy ties go to the lowest token id, as `torch.argmax`

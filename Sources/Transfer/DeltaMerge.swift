@@ -1,5 +1,6 @@
 import Foundation
 import LanguageModel
+import TensorCore
 
 /// Operators that combine deltas made for one model into one (dense per touched tensor).
 /// - `sum`: Σ wᵢ Δᵢ.
@@ -40,7 +41,7 @@ public enum DeltaMerge {
             throw TransferError.badEntry(tensor: "", "DARE drop rate must be in [0, 1)")
         default: break
         }
-        var rng = SplitMix(state: { if case .dare(_, let seed) = op { return seed } else { return 0 } }())
+        var rng = SplitMix64(seed: { if case .dare(_, let seed) = op { return seed } else { return 0 } }())
         var out: [String: [DeltaEntry]] = [:]
         let targets = Set(deltas.flatMap(\.entries.keys)).sorted()
         for target in targets {
@@ -62,7 +63,7 @@ public enum DeltaMerge {
             case .dare(let drop, _):
                 let keep = 1 - drop
                 for (k, wi) in w.enumerated() {
-                    for i in 0..<n where rng.unit() >= drop { merged[i] += wi * parts[k][i] / keep }
+                    for i in 0..<n where rng.nextUnitFloat() >= drop { merged[i] += wi * parts[k][i] / keep }
                 }
             case .ties(let density):
                 for k in parts.indices {
@@ -100,18 +101,4 @@ public enum DeltaMerge {
         return Delta(entries: out, metadata: DeltaMetadata(modelFingerprint: first.metadata.modelFingerprint,
                                                            strategy: "merge-" + op.name, parameters: text))
     }
-}
-
-/// SplitMix64 (Steele et al. 2014): seeded, the same stream on every machine.
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import LanguageModel
+import TensorCore
 import Testing
 @testable import Server
 

@@ -1,5 +1,6 @@
 import Foundation
 import SafeTensors
+import TensorCore
 import Testing
 @testable import Training
 

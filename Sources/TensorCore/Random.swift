@@ -1,0 +1,18 @@
+/// SplitMix64 (Steele, Lea and Flood 2014): a tiny seeded generator that gives the same stream
+/// on every machine, so a seed reproduces a sample, a LoRA initialisation or a DARE mask.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 24 bits, as a Float.
+    public mutating func nextUnitFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
