@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // Benchmarks, prompts, answer extraction, sandbox, paired statistics (issue 8).
-        .target(name: "Evaluation", dependencies: []),
+        .target(name: "Evaluation", dependencies: ["TensorCore"]),
         .executableTarget(name: "graft", dependencies: [
             "LanguageModel", "Tokenizers", "SafeTensors", "TensorCore", "Server", "Evaluation", "Training", "Transfer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

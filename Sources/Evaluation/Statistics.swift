@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Paired A/B statistics over per-item pass/fail outcomes. Every function here is checked against
 /// scipy in `Tests/Fixtures/eval/statistics.json` (made by `tools/gen_eval_stats_fixture.py`).
@@ -94,17 +95,7 @@ public enum Statistics {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, identical on every platform.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     /// Uniform in 0..<bound without modulo bias (Lemire's rejection on the low product).
     public mutating func next(below bound: UInt64) -> UInt64 {
         precondition(bound > 0)
