@@ -1,5 +1,6 @@
 import CTrainKernels
 import Foundation
+import LanguageModel
 import TensorCore
 
 /// Scratch memory of one step, reused across steps (sized by the largest batch seen).
@@ -15,6 +16,23 @@ final class StepBuffers {
     let dm = Scratch(), dg = Scratch(), du = Scratch(), dres = Scratch()
     let hF = Scratch(), rstdF = Scratch(), dhF = Scratch()
     let hChunk = Scratch(), dhChunk = Scratch(), logits = Scratch(), teacherLogits = Scratch(), teacherChunk = Scratch()
+
+    /// One layer's saved activations for `rows` rows: what layerForward writes and
+    /// layerBackward reads, sized in this one place.
+    func layerActivations(rows: Int, _ c: ModelConfig) -> LayerActivations {
+        let d = c.hiddenSize, f = c.intermediateSize
+        return LayerActivations(
+            h1: h1.reserve(rows * d), rstd1: rstd1.reserve(rows),
+            q: q.reserve(rows * c.qDim), k: k.reserve(rows * c.kvDim), v: v.reserve(rows * c.kvDim),
+            att: att.reserve(rows * c.qDim), x2: x2.reserve(rows * d),
+            h2: h2.reserve(rows * d), rstd2: rstd2.reserve(rows),
+            gate: gate.reserve(rows * f), up: up.reserve(rows * f), m: m.reserve(rows * f))
+    }
+}
+
+/// Views into StepBuffers of one decoder block's saved activations.
+struct LayerActivations {
+    let h1, rstd1, q, k, v, att, x2, h2, rstd2, gate, up, m: UnsafeMutablePointer<Float>
 }
 
 extension TrainingModel {
@@ -184,11 +202,8 @@ extension TrainingModel {
     func layerForward(_ li: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, layout: RowLayout) {
         let c = config, L = layers[li], b = buffers
         let rows = layout.rows, d = c.hiddenSize, f = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
-        let h1 = b.h1.reserve(rows * d), rstd1 = b.rstd1.reserve(rows)
-        let q = b.q.reserve(rows * qDim), k = b.k.reserve(rows * kvDim), v = b.v.reserve(rows * kvDim)
-        let att = b.att.reserve(rows * qDim), x2 = b.x2.reserve(rows * d)
-        let h2 = b.h2.reserve(rows * d), rstd2 = b.rstd2.reserve(rows)
-        let gate = b.gate.reserve(rows * f), up = b.up.reserve(rows * f), m = b.m.reserve(rows * f)
+        let s = b.layerActivations(rows: rows, c)
+        let (h1, rstd1, q, k, v, att, x2, h2, rstd2, gate, up, m) = (s.h1, s.rstd1, s.q, s.k, s.v, s.att, s.x2, s.h2, s.rstd2, s.gate, s.up, s.m)
 
         tk_rmsnorm_forward(h1, rstd1, x, L.attnNorm.value.data, rows, d, c.rmsNormEps)
         L.q.forward(q, h1, n: rows, pool: pool)
@@ -219,11 +234,8 @@ extension TrainingModel {
     func layerBackward(_ li: Int, dres: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, layout: RowLayout) {
         let c = config, L = layers[li], b = buffers
         let rows = layout.rows, d = c.hiddenSize, f = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
-        let h1 = b.h1.reserve(rows * d), rstd1 = b.rstd1.reserve(rows)
-        let q = b.q.reserve(rows * qDim), k = b.k.reserve(rows * kvDim), v = b.v.reserve(rows * kvDim)
-        let att = b.att.reserve(rows * qDim), x2 = b.x2.reserve(rows * d)
-        let h2 = b.h2.reserve(rows * d), rstd2 = b.rstd2.reserve(rows)
-        let gate = b.gate.reserve(rows * f), up = b.up.reserve(rows * f), m = b.m.reserve(rows * f)
+        let s = b.layerActivations(rows: rows, c)
+        let (h1, rstd1, q, k, v, att, x2, h2, rstd2, gate, up, m) = (s.h1, s.rstd1, s.q, s.k, s.v, s.att, s.x2, s.h2, s.rstd2, s.gate, s.up, s.m)
         let dh = b.dh.reserve(rows * d), datt = b.datt.reserve(rows * qDim)
         let dq = b.dq.reserve(rows * qDim), dk = b.dk.reserve(rows * kvDim), dv = b.dv.reserve(rows * kvDim)
         let dm = b.dm.reserve(rows * f), dg = b.dg.reserve(rows * f), du = b.du.reserve(rows * f)
