@@ -1,6 +1,7 @@
 import Foundation
 import GraftPluginABI
 import LanguageModel
+import Tokenizers
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -23,6 +24,10 @@ public struct PluginServices: Sendable {
     public var isCancelled: (@Sendable () -> Bool)?
     /// Reads a delta named relative to the delta directory (`VariantBuilder.readDelta(relativePath:)`).
     public var readDelta: (@Sendable (String) throws -> Delta)?
+    /// 1.1: the target's tokenizer (tokenize, chat-format through model handles), and the
+    /// models a run may open by configured name (`--source NAME=DIR`).
+    public var tokenizer: Tokenizer?
+    public var openModel: (@Sendable (String) throws -> PluginModelSource)?
 
     public init(tokenize: (@Sendable (String, Bool) -> [Int])? = nil, progress: (@Sendable (Double, String) -> Void)? = nil,
                 log: (@Sendable (Int, String) -> Void)? = nil, isCancelled: (@Sendable () -> Bool)? = nil,

@@ -16,6 +16,11 @@ final class RunContext {
     /// The first refused builder call: the run fails even if the plugin ignored the status.
     var firstError: String?
     var lastError: UnsafeMutablePointer<CChar>?
+    /// 1.1: the models this run opened (the target under "\0target"), the last service error,
+    /// and strings handed out that live until the run returns.
+    var models: [String: PluginModel] = [:]
+    var lastServiceError: UnsafeMutablePointer<CChar>?
+    var runStrings: [UnsafeMutablePointer<CChar>] = []
 
     init(weights: ModelWeights, services: PluginServices) {
         self.weights = weights
@@ -31,6 +36,8 @@ final class RunContext {
         free(configJSON)
         free(fingerprintC)
         free(lastError)
+        free(lastServiceError)
+        for p in runStrings { free(p) }
     }
 
     func fail(_ message: String) -> Int32 {
@@ -156,6 +163,9 @@ enum HostTable {
                 return c.fail("\(error)")
             }
         }
+        h.last_error = { data in UnsafePointer(RunContext.from(data)?.lastServiceError) }
+        installModelServices(&h)      // PluginModelServices.swift (issue 6)
+        installTrainingServices(&h)   // PluginTrainingServices.swift (issue 7)
         return h
     }
 }

@@ -150,7 +150,8 @@ typedef struct graft_host {
      * host's delta directory (the host refuses paths that leave it), to the builder */
     int32_t (*delta_add_file)(graft_delta_builder *builder, const char *relative_path);
 
-    /* --- 1.1: model handles, traced forward, the host's compute (read struct_size first) --- */
+    /* --- 1.1: model handles, traced forward, the host's compute. Read struct_size first; a NULL
+     * pointer means this host does not offer the service. --- */
     /* the last error of a 1.1 call on this run, valid until the next call */
     const char *(*last_error)(void *data);
     /* the model the delta is for */
