@@ -19,11 +19,20 @@ Writes Tests/Fixtures/training/:
                               1.0 and a linear warm-up schedule; the loss of every step and the
                               final parameters. The metadata also holds OneCycleLR's
                               learning rates (cosine, 10% warm-up) for 20 steps.
+  delta-grads-llama-tiny-f32.safetensors
+                              what the plugin ABI's loss_and_gradient and
+                              accumulate_sensitivities return (no LoRA): the same batch, a dense
+                              delta on layer 0 k_proj, a row-sparse one on layer 1 gate_proj,
+                              a column-sparse one on layer 0 down_proj; loss, grad.delta.<name>;
+                              and, for the base model, sens.<name> = Σ over the three sequences
+                              of |θ ⊙ ∂loss_seq/∂θ| (each sequence's own mean loss).
 
-    python3 tools/gen_training_fixtures.py
+    python3 tools/gen_training_fixtures.py              # everything
+    python3 tools/gen_training_fixtures.py delta-grads  # only the last one
 """
 import json
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -243,13 +252,69 @@ def adamw_fixture():
     print("adamw losses", [round(x, 5) for x in losses])
 
 
+SENSITIVITY_TARGETS = ["model.layers.1.mlp.up_proj.weight", "model.layers.0.self_attn.o_proj.weight"]
+
+
+def delta_grads_fixture():
+    torch.manual_seed(200)
+    name = "llama-tiny-f32"
+    model = load(name)
+    ids, mask, labels = batch()
+    out = {"batch.input_ids": ids.to(torch.int32), "batch.attention_mask": mask.to(torch.int32),
+           "batch.labels": labels.to(torch.int32)}
+    # Sensitivities of the base model, one sequence at a time.
+    params = dict(model.named_parameters())
+    sens = {t: torch.zeros_like(params[t]) for t in SENSITIVITY_TARGETS}
+    for i in range(ids.shape[0]):
+        model.zero_grad()
+        ce_loss(model, ids[i:i + 1], mask[i:i + 1], labels[i:i + 1]).backward()
+        for t in SENSITIVITY_TARGETS:
+            sens[t] += (params[t].detach() * params[t].grad).abs()
+    for t in SENSITIVITY_TARGETS:
+        out[f"sens.{t}"] = sens[t]
+    model.zero_grad()
+    deltas = [("model.layers.0.self_attn.k_proj", "dense", None),
+              ("model.layers.1.mlp.gate_proj", "rows", [3, 17, 40]),
+              ("model.layers.0.mlp.down_proj", "cols", [2, 9, 150])]
+    extra = []
+    for full, kind, idx in deltas:
+        w = wrap(model, full)
+        lin = w.lin
+        if kind == "dense":
+            val = torch.randn(lin.out_features, lin.in_features) * 0.02
+        elif kind == "rows":
+            val = torch.randn(len(idx), lin.in_features) * 0.02
+        else:
+            val = torch.randn(lin.out_features, len(idx)) * 0.02
+        val.requires_grad_()
+        w.delta = (kind, torch.tensor(idx) if idx is not None else None, val)
+        key = full + ".weight"
+        out[f"delta.{key}.values"] = val.detach().clone()
+        if idx is not None:
+            out[f"delta.{key}.indices"] = torch.tensor(idx, dtype=torch.int32)
+        extra.append((f"grad.delta.{key}", val))
+    loss = ce_loss(model, ids, mask, labels)
+    loss.backward()
+    out["loss"] = loss.detach().reshape(1)
+    for key, t in extra:
+        out[key] = t.grad.detach().clone()
+    out = {k: v.contiguous() for k, v in out.items()}
+    meta = dict(META, model=name, kind=kinds_json(deltas), sensitivities=json.dumps(SENSITIVITY_TARGETS))
+    save_file(out, os.path.join(OUT, f"delta-grads-{name}.safetensors"), metadata=meta)
+    print(f"delta-grads-{name}: loss {loss.item():.6f}, {len(out)} tensors")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
+    if sys.argv[1:] == ["delta-grads"]:
+        delta_grads_fixture()
+        return
     for i, name in enumerate(["llama-tiny-f32", "qwen2-tiny-f32", "llama-tiny-bf16", "llama3-tiny-f16"]):
         grads_fixture(name, 100 + i)
     distill_fixture()
     adamw_fixture()
+    delta_grads_fixture()
     with open(os.path.join(OUT, "VERSIONS.json"), "w") as f:
         json.dump(dict(META), f, indent=2)
         f.write("\n")
