@@ -15,6 +15,9 @@ final class PluginModel {
     unowned let run: RunContext
     let configJSON: UnsafeMutablePointer<CChar>
     let fingerprintC: UnsafeMutablePointer<CChar>
+    /// The gradient services' state for this model in this run (PluginTrainingServices.swift):
+    /// its TrainingModel, built on first use, and the sensitivity buffers handed out.
+    var trainingState: PluginTraining?
 
     init(name: String, weights: ModelWeights, tokenizer: Tokenizer?, run: RunContext) {
         self.name = name
