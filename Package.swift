@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training"]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training", "GraftPluginABI"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],

@@ -157,9 +157,18 @@ extension Host {
     /// returns; later calls with a target keep adding to the same buffer.
     public func accumulateSensitivities(_ model: ModelHandle, examples: [Example],
                                         targets: [String]) throws -> [UnsafeBufferPointer<Float>] {
-        guard offers(\.accumulate_sensitivities), let f = table.pointee.accumulate_sensitivities,
-              offers(\.model_tensor_shape), let shape = table.pointee.model_tensor_shape else {
+        guard offers(\.accumulate_sensitivities), let f = table.pointee.accumulate_sensitivities else {
             throw PluginError("the host offers no sensitivities (ABI 1.0)")
+        }
+        // A buffer's size is its tensor's: model_tensor_shape, or the target's 1.0 shapes on a
+        // host that has the gradient services but not (yet) the model services.
+        let modelShape = offers(\.model_tensor_shape) ? table.pointee.model_tensor_shape : nil
+        let targetShape = table.pointee.tensor_shape
+        let context = data
+        func shape(_ name: String) -> Int? {
+            var r: Int64 = 0, c: Int64 = 0
+            if let modelShape { return modelShape(model.pointer, name, &r, &c) == 0 ? Int(r * c) : nil }
+            return targetShape?(context, name, &r, &c) == 0 ? Int(r * c) : nil
         }
         let arena = CallArena()
         let ex = arena.examples(examples)
@@ -172,9 +181,8 @@ extension Host {
         }
         guard status == 0 else { throw serviceError("accumulate_sensitivities") }
         return try targets.enumerated().map { i, name in
-            var r: Int64 = 0, c: Int64 = 0
-            guard shape(model.pointer, name, &r, &c) == 0, let p = sums[i] else { throw serviceError("model_tensor_shape \(name)") }
-            return UnsafeBufferPointer(start: p, count: Int(r * c))
+            guard let count = shape(name), let p = sums[i] else { throw PluginError("accumulate_sensitivities: no shape for \(name)") }
+            return UnsafeBufferPointer(start: p, count: count)
         }
     }
 
