@@ -250,6 +250,42 @@ import Training
         #expect(message?.contains("cancelled") == true, "\(message ?? "no error")")
     }
 
+    // MARK: Seeking-style smoke
+
+    /// Sensitivities of every layer's up_proj, the top rows by row sum, one gradient step on
+    /// them as a row-sparse delta (PKT.md, Seeking, without the SVD/LoRA part).
+    @Test func seekingPicksTheMostSensitiveRowsAndStepsDownhill() throws {
+        let ref = try Reference()
+        let seqs = try ref.sequences()
+        let delta = try host.run("test-gradients", params: Self.json([
+            "mode": "seeking", "examples": Self.examplesJSON(seqs), "module": "mlp.up_proj", "rows": 4, "lr": 1,
+        ]), weights: tinyWeights)
+        let before = try #require(delta.metadata.extra["loss_before"].flatMap(Double.init))
+        let after = try #require(delta.metadata.extra["loss_after"].flatMap(Double.init))
+        #expect(after < before, "loss \(before) → \(after)")
+        print("seeking smoke: loss \(before) → \(after), rows \(delta.metadata.extra["rows"] ?? "")")
+
+        // The same top rows from the engine's own sensitivities.
+        let engine = TrainingModel(weights: tinyWeights, pool: WorkerPool(threads: 2))
+        let names = (0..<2).map { "model.layers.\($0).mlp.up_proj.weight" }
+        let buffers = names.map { _ in Tensor(shape: [160 * 64]) }
+        try engine.accumulateSensitivities(seqs, into: Dictionary(uniqueKeysWithValues: zip(names, buffers.map(\.data))))
+        var scored: [(Float, Int, Int)] = []
+        for (l, b) in buffers.enumerated() {
+            for r in 0..<160 { scored.append(((0..<64).reduce(Float(0)) { $0 + b[r * 64 + $1] }, l, r)) }
+        }
+        let expected = Set(scored.sorted { $0.0 > $1.0 }.prefix(4).map { "\($0.1).\($0.2)" })
+        var got = Set<String>()
+        for (l, name) in names.enumerated() {
+            for entry in delta.entries[name] ?? [] {
+                guard case .rows(let idx, let values) = entry else { Issue.record("\(name): \(entry)"); continue }
+                #expect(values.count == idx.count * 64 && values.contains { $0 != 0 })
+                for r in idx { got.insert("\(l).\(r)") }
+            }
+        }
+        #expect(got == expected)
+    }
+
     // MARK: refusals
 
     @Test func badInputsAreRefusedWithMessages() throws {
