@@ -211,6 +211,10 @@ import Training
         let before = try #require(compensated.metadata.extra["loss_before"].flatMap(Double.init))
         let first = try #require(compensated.metadata.extra["final_loss"].flatMap(Double.init))
         #expect(abs(first - before) <= 1e-5 * before, "compensated start: loss \(first), base \(before)")
+        // After train_lora the run's model is its base again (the compensation undone): the
+        // (tiny) trained delta, added back densely, gives the base loss.
+        let after = try #require(compensated.metadata.extra["loss_after"].flatMap(Double.init))
+        #expect(abs(after - before) <= 1e-4 * before, "after a compensated run: loss \(after), base \(before)")
         // The delta against the original base: rank 2r low-rank entries, one per target.
         for target in ["model.layers.0.mlp.up_proj.weight", "model.layers.1.self_attn.v_proj.weight"] {
             guard case .lowRank(_, _, let rank, let scale)? = compensated.entries[target]?.first else {
@@ -247,7 +251,16 @@ import Training
             _ = try host.run("test-gradients", params: Self.loraParams(["epochs": 5]), weights: tinyWeights,
                              services: PluginServices(isCancelled: { true }))
         }
-        #expect(message?.contains("cancelled") == true, "\(message ?? "no error")")
+        #expect(message?.contains("loss_and_gradient: cancelled") == true, "\(message ?? "no error")")
+        // Cancelled in the middle of training: the loss before takes one check, then one a step.
+        let checks = ProgressLog(), progress = ProgressLog()
+        let midway = refusal {
+            _ = try host.run("test-gradients", params: Self.loraParams(["epochs": 10]), weights: tinyWeights,
+                             services: PluginServices(progress: { f, _ in progress.add(f) },
+                                                      isCancelled: { checks.add(0); return checks.values.count > 4 }))
+        }
+        #expect(midway?.contains("train_lora: cancelled") == true, "\(midway ?? "no error")")
+        #expect(progress.values.count == 3, "\(progress.values)")
     }
 
     // MARK: Seeking-style smoke

@@ -92,7 +92,11 @@ typedef struct graft_delta_parameter {
  * base (W − scale·B·A, scale = alpha / rank) when compensate is nonzero so that the model
  * starts unchanged, trains with AdamW on the examples, writes the trained A, B back into
  * a[i], b[i], and (when the run's builder is given) adds the delta against the original base
- * (scale·(B′A′ − B₀A₀) when compensated) to the builder. */
+ * (scale·(B′A′ − B₀A₀) when compensated) to the builder. Targets are decoder-layer
+ * projections (q, k, v, o, gate, up, down), each once; AdamW has β = (0.9, 0.999), ε = 1e-8,
+ * no gradient clipping; each step's loss is the mean over its examples' labelled tokens. The
+ * builder must be this run's and the model its target. The model is its base again when the
+ * call returns (as after every gradient service: no delta or adapter outlives a call). */
 typedef struct graft_lora_request {
     uint32_t struct_size;           /* sizeof(graft_lora_request) as the plugin was built */
     const char *const *targets;
@@ -184,7 +188,9 @@ typedef struct graft_host {
 
     /* --- 1.1: gradients (training issue). The host is the model engine, the plugin the algorithm. --- */
     /* the mean cross-entropy over the examples' labelled tokens of the model with W + Δ for
-     * every parameter, and ∂loss/∂Δ into each parameter's gradient */
+     * every parameter, and ∂loss/∂Δ into each parameter's gradient (overwritten, not added).
+     * Parameters name 2-D weights, each at most once (indices distinct, in range); fails when
+     * no position carries a label. parameter_count 0: the loss alone. loss may be NULL. */
     int32_t (*loss_and_gradient)(graft_model *model, const graft_example *examples, size_t example_count,
                                  const graft_delta_parameter *parameters, size_t parameter_count, double *loss);
     /* Σ over examples of |θ ⊙ ∂loss_e/∂θ| (one example at a time) for each named tensor, added
