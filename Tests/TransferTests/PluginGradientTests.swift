@@ -331,7 +331,9 @@ import Training
     /// What the PluginKit wrapper cannot send: a kind outside the enum, NULL pointers, a
     /// repeated target — straight through the host table.
     @Test func rawTableRefusesMalformedParameters() throws {
-        let context = RunContext(weights: tinyWeights, services: PluginServices())
+        var services = PluginServices()
+        services.openModel = { _ in PluginModelSource(weights: tinyWeights, tokenizer: nil) }
+        let context = RunContext(weights: tinyWeights, services: services)
         let unmanaged = Unmanaged.passRetained(context)
         defer { unmanaged.release() }
         let table = HostTable.make(context: unmanaged.toOpaque())
@@ -357,6 +359,10 @@ import Training
             }
         }
         #expect(call(kind: 0) == nil)
+        // One TrainingModel per model per run.
+        let built = try #require(context.targetModel.trainingState)
+        #expect(call(kind: 0) == nil)
+        #expect(context.targetModel.trainingState === built)
         #expect(call(kind: 7)?.contains("kind 7 is not a delta kind") == true)
         #expect(call(kind: 1)?.contains("needs k ≥ 1 indices") == true)
         #expect(call(kind: 0, twice: true)?.contains("appears twice") == true)
@@ -364,15 +370,18 @@ import Training
 
         // train_lora adapts decoder-layer projections only, and checks its arguments.
         let trainLoRA = try #require(table.train_lora)
-        let embed = strdup("model.embed_tokens.weight")!
-        defer { free(embed) }
+        let embed = strdup("model.embed_tokens.weight")!, q = strdup("model.layers.0.self_attn.q_proj.weight")!
+        defer { free(embed); free(q) }
+        let source = try #require(table.open_model?(table.data, "other"))
+        let builder = OpaquePointer(unmanaged.toOpaque())
         var a = [Float](repeating: 0, count: 2 * 64), b = [Float](repeating: 0, count: 300 * 2)
-        func train(rank: Int32, lr: Float) -> String? {
+        func train(_ target: UnsafeMutablePointer<CChar>, rank: Int32 = 2, lr: Float = 1e-3,
+                   on handle: OpaquePointer? = nil, builder: OpaquePointer? = nil) -> String? {
             tokens.withUnsafeBufferPointer { t in
                 a.withUnsafeMutableBufferPointer { ap in
                     b.withUnsafeMutableBufferPointer { bp in
                         var example = graft_example(tokens: t.baseAddress, labels: nil, length: t.count)
-                        var names: [UnsafePointer<CChar>?] = [UnsafePointer(embed)]
+                        var names: [UnsafePointer<CChar>?] = [UnsafePointer(target)]
                         var aList: [UnsafeMutablePointer<Float>?] = [ap.baseAddress], bList: [UnsafeMutablePointer<Float>?] = [bp.baseAddress]
                         return names.withUnsafeMutableBufferPointer { n in
                             aList.withUnsafeMutableBufferPointer { al in
@@ -391,7 +400,7 @@ import Training
                                         r.epochs = 1
                                         r.batch_size = 1
                                         r.learning_rate = lr
-                                        let status = trainLoRA(model, &r, nil)
+                                        let status = trainLoRA(handle ?? model, &r, builder)
                                         return status == 0 ? nil : table.last_error?(table.data).map { String(cString: $0) } ?? "no message"
                                     }
                                 }
@@ -401,8 +410,18 @@ import Training
                 }
             }
         }
-        #expect(train(rank: 2, lr: 1e-3)?.contains("LoRA adapts decoder-layer projections") == true)
-        #expect(train(rank: 0, lr: 1e-3)?.contains("rank must be ≥ 1") == true)
-        #expect(train(rank: 2, lr: 0)?.contains("learning_rate must be positive") == true)
+        #expect(train(embed)?.contains("LoRA adapts decoder-layer projections") == true)
+        #expect(train(q, rank: 0)?.contains("rank must be ≥ 1") == true)
+        #expect(train(q, lr: 0)?.contains("learning_rate must be positive") == true)
+        // A delta is for the run's target: a source model trains only without the builder.
+        #expect(train(q, on: source, builder: builder)?.contains("is another (pass a NULL builder)") == true)
+        #expect(train(q, on: source) == nil)
+        #expect(context.entries.isEmpty)
+        #expect(train(q, builder: builder) == nil)
+        guard case .lowRank(_, _, let rank, let scale)? = context.entries["model.layers.0.self_attn.q_proj.weight"]?.first else {
+            Issue.record("no low-rank entry: \(context.entries)")
+            return
+        }
+        #expect(rank == 2 && scale == 1)
     }
 }
