@@ -60,7 +60,7 @@ public final class GraftServer: @unchecked Sendable {
             }
             let spec = VariantSpec(deltas: [path], operatorPaths: true)
             do {
-                let (variant, provenance) = try Self.buildVariant(variantBuilder, plugins: pluginHost, tokenizer: tokenizer, name: name, spec: spec)
+                let (variant, provenance) = try Self.buildVariant(variantBuilder, name: name, spec: spec)
                 registry.publish(.init(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970)))
                 logger.notice("variant '\(name)' loaded from \(path) (\(variant.residentBytes) bytes)")
             } catch {
@@ -99,6 +99,8 @@ public final class GraftServer: @unchecked Sendable {
         engine.start()
         logger.notice("serving \(options.modelDirectory) as '\(modelID)' on http://\(options.host):\(port) (max batch \(options.maxBatch), KV cache \(options.kvCacheMB) MiB)")
         http.run()
+        // Plugin children still running have no one to publish to.
+        for process in transfers.children.values where process.isRunning { process.terminate() }
         engine.shutdown()
         http.freeHandles()
         logger.notice("stopped")
