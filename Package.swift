@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore", "Tokenizers"]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
+            "Server", "Evaluation", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),

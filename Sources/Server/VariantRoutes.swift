@@ -76,7 +76,7 @@ extension GraftServer {
     private func listVariants(_ exchange: Exchange) {
         let items = registry.names.compactMap { registry[$0] }.map(variantJSON)
         exchange.respond(json: .object([("object", .string("list")), ("default", .string(registry.defaultName ?? modelID)),
-                                        ("data", .array(items))]))
+                                        ("fingerprint", .string(variantBuilder.fingerprint)), ("data", .array(items))]))
     }
 
     private func showVariant(_ exchange: Exchange, name: String) {
@@ -289,12 +289,13 @@ extension GraftServer {
         let p = entry.provenance
         func bound(_ v: Float) -> JSON { v.isFinite ? .double(Double(v)) : .string("inf") }
         let sources: [JSON] = p.sources.map { s in
-            .object([("origin", .string(s.origin)),
+            .object([("origin", .string(s.origin)), ("content_sha256", .string(s.contentHash)),
                      ("metadata", .object(s.metadata.keys.sorted().map { ($0, .string(s.metadata[$0]!)) }))])
         }
         return .object([
             ("id", .string(entry.variant.name)), ("object", .string("variant")), ("created", .int(entry.created)),
             ("base", .string(modelAlias)), ("fingerprint", .string(variantBuilder.fingerprint)),
+            ("content_fingerprint", .string(p.contentFingerprint)),
             ("default", .bool(registry.defaultName == entry.variant.name)), ("quarantined", .bool(entry.quarantined)),
             ("mode", .string(p.mode.rawValue)), ("resident_bytes", .int(p.residentBytes)),
             ("tensors", .int(entry.variant.deltas.count)),
