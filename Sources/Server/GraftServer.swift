@@ -24,6 +24,8 @@ public final class GraftServer: @unchecked Sendable {
     let variantBuilder: VariantBuilder
     let pluginHost: PluginHost
     let transfers = TransferJobs()
+    /// Private temporary files of plugin variant builds (`makeBuildDirectory`).
+    let buildDirectory: String
     private var nextJobID = 1
     private var shuttingDown = false
 
@@ -72,6 +74,7 @@ public final class GraftServer: @unchecked Sendable {
         self.http = http
         engine = Engine(model: model, tokenizer: tokenizer, options: options, metrics: metrics, logger: logger,
                         post: { work in http.post(work) })
+        buildDirectory = try Self.makeBuildDirectory()
         engine.onQuarantine = { [unowned self] variant in
             http.post { [self] in
                 registry.quarantine(variant)
@@ -86,7 +89,12 @@ public final class GraftServer: @unchecked Sendable {
         }
         http.onAbort = { [unowned self] in engine.abortEverything() }
         http.engineIdle = { [unowned self] in engine.isIdle }
-        try http.listen()
+        do {
+            try http.listen()
+        } catch {
+            try? FileManager.default.removeItem(atPath: buildDirectory)
+            throw error
+        }
     }
 
     /// The port bound (the one asked for, or the one the system chose for port 0).
@@ -101,6 +109,7 @@ public final class GraftServer: @unchecked Sendable {
         http.run()
         // Plugin children still running have no one to publish to.
         for process in transfers.children.values where process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(atPath: buildDirectory)
         engine.shutdown()
         http.freeHandles()
         logger.notice("stopped")

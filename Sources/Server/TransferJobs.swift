@@ -252,8 +252,15 @@ struct PluginBuildFailure: Error, CustomStringConvertible {
 }
 
 extension GraftServer {
-    /// Temporary files of plugin variant builds: private to this server process.
-    static let privateBuildDirectory = NSTemporaryDirectory() + "/graft-builds-\(getpid())"
+    /// A fresh folder (mode 0700, unique name) for the temporary files of plugin variant
+    /// builds, made at start and removed at stop.
+    static func makeBuildDirectory() throws -> String {
+        var template = Array((FileManager.default.temporaryDirectory.path + "/graft-builds-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw ServerError.startup("cannot create a temporary folder for plugin builds: \(String(cString: strerror(errno)))")
+        }
+        return String(cString: made)
+    }
 
     /// The plugin of a `POST`/`PUT /v1/variants` runs in a child `graft delta build` (as a
     /// transfer job's does) that writes a private temporary file; the server then reads,
@@ -262,11 +269,10 @@ extension GraftServer {
     func runPluginBuild(name: String, spec: VariantSpec, build: Int,
                         finish: @escaping @Sendable (Result<(Variant, VariantProvenance), Error>) -> Void) {
         guard let plugin = spec.plugin else { return }
-        let stem = Self.privateBuildDirectory + "/build-\(build)-\(name)"
+        let stem = buildDirectory + "/build-\(build)-\(name)"
         let output = stem + ".safetensors"
         let builder = variantBuilder, http = self.http
         do {
-            try FileManager.default.createDirectory(atPath: Self.privateBuildDirectory, withIntermediateDirectories: true)
             let process = try startDeltaBuild(deltaBuildArguments(plugin: plugin, params: spec.params) + ["--output-file", output],
                                               label: "\(name)-\(build)", stderrPath: stem + ".stderr", progress: { _ in },
                                               exit: { exit in

@@ -15,9 +15,9 @@ import Transfer
 
     func error(_ r: HTTPResponse) -> [String: Any] { r.json["error"] as? [String: Any] ?? [:] }
 
-    /// Leftovers of this server's builds of `name` in its private temporary folder.
-    func leftovers(_ name: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: GraftServer.privateBuildDirectory)) ?? []).filter { $0.hasSuffix("-\(name).safetensors") || $0.hasSuffix("-\(name).stderr") }
+    /// What this server's builds left in its private temporary folder.
+    func leftovers(_ s: TestServer) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: s.server.buildDirectory)) ?? ["(no folder)"]
     }
 
     /// Waits (no time limit that a test outcome depends on, only a generous deadline against a hang) for a file.
@@ -55,14 +55,15 @@ import Transfer
         // Refusals from the child keep their status and text.
         let refused = try helper.admin(s, "POST", "/v1/variants", ["name": "other", "plugin": "random-sparse", "params": ["density": 2]])
         #expect(refused.status == 400 && error(refused)["code"] as? String == "plugin_failed", "\(refused.text)")
-        #expect(leftovers("crashy").isEmpty && leftovers("other").isEmpty, "\(leftovers("crashy"))")
+        #expect(leftovers(s).isEmpty, "\(leftovers(s))")
     }
 
     /// A `DELETE` that arrives while a `PUT` (or the `POST`) of the same name is building
     /// cancels that build: it publishes nothing and answers 409, and the name stays deleted.
     @Test func deleteWinsOverABuildInFlight() throws {
         let s = try server()
-        defer { #expect(s.stop()) }
+        var stopped = false
+        defer { if !stopped { #expect(s.stop()) } }
         #expect(try helper.admin(s, "POST", "/v1/variants", ["name": "held", "plugin": "test-crash"]).status == 201)
 
         func heldBuild(_ method: String, _ path: String, _ body: [String: Any], hold: String) throws -> HTTPResponse? {
@@ -100,6 +101,10 @@ import Transfer
         // A PUT after the DELETE builds anew.
         #expect(try helper.admin(s, "PUT", "/v1/variants/held", ["plugin": "test-crash"]).status == 200)
         #expect(try helper.complete(s, model: "held").json["model"] as? String == "held")
-        #expect(leftovers("held").isEmpty, "\(leftovers("held"))")
+        #expect(leftovers(s).isEmpty, "\(leftovers(s))")
+        let folder = s.server.buildDirectory
+        stopped = true
+        #expect(s.stop())
+        #expect(!FileManager.default.fileExists(atPath: folder), "removed at stop")
     }
 }
