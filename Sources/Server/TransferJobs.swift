@@ -57,7 +57,8 @@ struct DeltaBuildExit: Sendable {
         let tail = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if signalled {
             let name = strsignal(status).map { String(cString: $0) } ?? "signal"
-            return "the plugin process was killed by signal \(status) (\(name))" + (tail.isEmpty ? "" : "; its stderr ends: " + String(tail.suffix(600)))
+            // Its stderr (a crash report) goes to the server's log, not here.
+            return "the plugin process was killed by signal \(status) (\(name))"
         }
         if let errorMessage { return errorMessage }
         return tail.isEmpty ? "the plugin process exited with status \(status)" : String(tail.suffix(2000))
@@ -162,6 +163,10 @@ extension GraftServer {
             try? FileManager.default.removeItem(atPath: stderrPath)
             http.post { [self] in
                 transfers.children[pid] = nil
+                if !result.succeeded {
+                    let text = String(decoding: result.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    logger.warning("plugin process \(label) (pid \(pid)) failed: \(result.failureText)\(text.isEmpty ? "" : "; its stderr:\n" + text)")
+                }
                 exit(result)
             }
         }
@@ -242,7 +247,7 @@ struct PluginBuildFailure: Error, CustomStringConvertible {
     var apiError: APIError {
         if exit.signalled {
             return APIError(status: 500, type: "server_error",
-                            message: "The plugin '\(plugin)' crashed in its child process (\(exit.failureText)). Nothing was published; the server keeps serving.",
+                            message: "The plugin '\(plugin)' crashed in its child process (\(exit.failureText)). Nothing was published; the server keeps serving (its crash report is in the server's log).",
                             param: "plugin", code: "plugin_crashed")
         }
         if let kind = exit.errorKind, kind != "other" { return GraftServer.apiError(kind: kind, message: exit.failureText) }

@@ -141,7 +141,7 @@ struct EvalCommand: ParsableCommand {
         var provenance: [String: Any] = [:]
         for (label, arm) in zip(["a", "b"], arms) {
             var p: [String: Any] = ["variant": arm.name, "fingerprint": arm.fingerprint, "fingerprint_source": arm.fingerprintSource,
-                                    "cached": arm.cacheable && cacheDir != nil,
+                                    "cache_enabled": arm.cacheable && cacheDir != nil,
                                     "server": (try? JSONSerialization.jsonObject(with: Data(arm.provenance.utf8))) ?? arm.provenance]
             if let note = arm.note { p["note"] = note }
             provenance[label] = p
