@@ -230,6 +230,21 @@ extension GraftServer {
         exchange.respond(json: job.json)
     }
 
+    /// `DELETE /v1/variants/{name}` cancels the transfer jobs whose plugin still runs for that
+    /// name (the process is terminated; a job already validating is dropped by the registry).
+    /// Returns whether there was one.
+    func cancelTransfers(forVariant name: String) -> Bool {
+        var any = false
+        for job in transfers.jobs.values where job.name == name && job.state == .running {
+            guard let process = job.process else { continue }
+            job.cancelRequested = true
+            job.error = "cancelled by DELETE /v1/variants/\(name)"
+            if process.isRunning { process.terminate() }
+            any = true
+        }
+        return any
+    }
+
     /// The running executable (`graft` when serving).
     static var runningExecutable: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

@@ -118,11 +118,13 @@ extension GraftServer {
         build(exchange, name: name, spec: spec, status: 200)
     }
 
-    /// Removes the name and drops any build of it in flight (POST/PUT): that build publishes
-    /// nothing and answers 409, so the name stays deleted until a later POST/PUT.
+    /// Removes the name and cancels whatever would publish it later: a POST/PUT build in flight
+    /// (it publishes nothing and answers 409) and a transfer job for it (cancelled), so the
+    /// name stays deleted until a later POST/PUT.
     private func deleteVariant(_ exchange: Exchange, name: String) {
         let removed = registry.remove(name) != nil
-        let cancelled = registry.dropBuild(name)
+        let droppedBuild = registry.dropBuild(name)
+        let cancelled = cancelTransfers(forVariant: name) || droppedBuild
         guard removed || cancelled else { return exchange.respond(error: variantNotFound(name)) }
         metrics.variants.set(Double(registry.entries.count))
         logger.notice("variant '\(name)' removed\(cancelled ? ", its build in flight cancelled" : "") (running requests keep it until they end)")
