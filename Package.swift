@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "delta-file", type: .dynamic, targets: ["DeltaFilePlugin"]),
         .library(name: "test-bad-abi", type: .dynamic, targets: ["TestBadABIPlugin"]),
         .library(name: "test-gradients", type: .dynamic, targets: ["TestGradientsPlugin"]),
+        .library(name: "test-crash", type: .dynamic, targets: ["TestCrashPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -54,6 +55,7 @@ let package = Package(
         .target(name: "DeltaFilePlugin", dependencies: ["PluginKit"], path: "Plugins/delta-file"),
         .target(name: "TestBadABIPlugin", dependencies: ["PluginKit"], path: "Plugins/test-bad-abi"),
         .target(name: "TestGradientsPlugin", dependencies: ["PluginKit"], path: "Plugins/test-gradients"),
+        .target(name: "TestCrashPlugin", dependencies: ["PluginKit"], path: "Plugins/test-crash"),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
             "LanguageModel", "Transfer", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
@@ -73,7 +75,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "LanguageModel", "SafeTensors", "TensorCore", "Tokenizers"]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
+            "Server", "Evaluation", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training", "GraftPluginABI"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),

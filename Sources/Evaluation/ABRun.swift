@@ -1,11 +1,24 @@
 import Foundation
+import TensorCore
 
-/// One arm of a comparison: a variant name as the server knows it and its fingerprint.
+/// One arm of a comparison: a variant name as the server knows it and its fingerprint, the
+/// cache key of its results.
 public struct Arm: Sendable, Codable {
     public var name: String
     public var fingerprint: String
-    /// What the server says about it (`/v1/models` entry, `/v1/variants/{name}` provenance).
+    /// What the server says about it, JSON text: `model` (its `/v1/models` entry, without
+    /// `created`) and, with admin access, `variant` (`GET /v1/variants/{name}`: its deltas'
+    /// metadata and content hashes) or, for base, `model_fingerprint`.
     public var provenance: String
+    /// `content` (the variant's content fingerprint), `model` (base: the model's fingerprint)
+    /// or `name` (no admin access: a hash of the `/v1/models` entry, which names the variant
+    /// but says nothing of its weights).
+    public var fingerprintSource: String
+    /// Whether its results are read from and written to the cache (`name` fingerprints only
+    /// with `cacheByName`: a variant replaced under the same name would reuse stale answers).
+    public var cacheable: Bool
+    /// Why the fingerprint is weaker than the weights, for the report.
+    public var note: String?
 }
 
 /// Evaluates one or two variants on the same items, interleaved (item i of A, then item i of B),
@@ -24,10 +37,13 @@ public final class ABRun: @unchecked Sendable {
         self.workers = workers; self.log = log
     }
 
-    /// Looks the variants up on the server: they must be listed by `GET /v1/models`. The
-    /// fingerprint is the server's `fingerprint` field when it gives one, else a hash of the
-    /// model object (without `created`) and, with an admin token, the variant's provenance.
-    public static func resolveArms(_ names: [String], client: OpenAIClient) throws(EvaluationError) -> [Arm] {
+    /// Looks the variants up on the server: they must be listed by `GET /v1/models`. With an
+    /// admin token, a variant's fingerprint is its content fingerprint (`GET /v1/variants/{name}`)
+    /// and base's the model's (`GET /v1/variants`), so a variant replaced under the same name
+    /// never shares cached answers with its predecessor. Without admin access (or from a server
+    /// without these routes) the fingerprint hashes the `/v1/models` entry, and the arm is not
+    /// cached unless `cacheByName`. A token the server refuses is an error.
+    public static func resolveArms(_ names: [String], client: OpenAIClient, cacheByName: Bool = false) throws(EvaluationError) -> [Arm] {
         let models = try client.models()
         var arms: [Arm] = []
         for name in names {
@@ -36,12 +52,41 @@ public final class ABRun: @unchecked Sendable {
                 throw .usage("variant '\(name)' is not served (GET /v1/models lists: \(ids.joined(separator: ", ")))")
             }
             entry["created"] = nil
-            var provenance = entry
-            if let v = client.variant(name) { provenance["variant"] = v }
-            let text = String(decoding: (try? JSONSerialization.data(withJSONObject: provenance, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
-            let fp = (entry["fingerprint"] as? String) ?? ((provenance["variant"] as? [String: Any])?["fingerprint"] as? String)
-                ?? "sha256:" + String(SHA256Digest.hex(text).prefix(32))
-            arms.append(Arm(name: name, fingerprint: fp, provenance: text))
+            // Base has no parent (Graft's and vLLM's model cards).
+            let isBase = (entry["parent"] as? String) == nil
+            var record: [String: Any] = ["model": entry]
+            var fingerprint: String?
+            var why = "no admin token (--admin-token-file or GRAFT_ADMIN_TOKEN)"
+            if client.hasAdminToken {
+                do throws(EvaluationError) {
+                    if isBase {
+                        fingerprint = try client.request("GET", "v1/variants", admin: true)["fingerprint"] as? String
+                        record["model_fingerprint"] = fingerprint
+                    } else {
+                        let variant = try client.request("GET", "v1/variants/\(name)", admin: true)
+                        record["variant"] = variant
+                        fingerprint = variant["content_fingerprint"] as? String
+                    }
+                    if fingerprint == nil { why = "the server's variant description has no \(isBase ? "fingerprint" : "content_fingerprint")" }
+                } catch {
+                    if case .server(let m) = error, m.contains("HTTP 401") || m.contains("HTTP 403") {
+                        throw .usage("the server refused the admin token: \(m)")
+                    }
+                    why = "the admin API did not answer: \(error)"
+                }
+            }
+            let text = String(decoding: (try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
+            if let fingerprint {
+                arms.append(Arm(name: name, fingerprint: fingerprint, provenance: text, fingerprintSource: isBase ? "model" : "content",
+                                cacheable: true))
+            } else {
+                let byName = "sha256:" + String(SHA256Digest.hex(text).prefix(32))
+                let note = "'\(name)' is fingerprinted by its /v1/models entry (its name, not its weights): \(why); "
+                    + (cacheByName ? "cached by name (--cache-by-name): a variant replaced under this name reuses stale answers"
+                                   : "its results are not cached (--cache-by-name caches them by name)")
+                arms.append(Arm(name: name, fingerprint: byName, provenance: text, fingerprintSource: "name",
+                                cacheable: cacheByName, note: note))
+            }
         }
         return arms
     }
@@ -52,7 +97,7 @@ public final class ABRun: @unchecked Sendable {
         let units = seeds.flatMap { s in ids.indices.map { (index: $0, seed: s) } }
         // Only what was cached before this run counts as cached: in an A/A run both arms really
         // ask the server, which is what checks that serving is deterministic.
-        let cached = arms.map { cache.results(fingerprint: $0.fingerprint, task: task.task.rawValue, protocolID: task.protocolID) }
+        let cached = arms.map { $0.cacheable ? cache.results(fingerprint: $0.fingerprint, task: task.task.rawValue, protocolID: task.protocolID) : [:] }
         let todo = units.filter { u in cached.contains { $0[ResultCache.key(ids[u.index], u.seed)] == nil } }.count
         log("\(task.task.rawValue): \(units.count) items × \(arms.count) arm(s), \(units.count - todo) already cached; protocol \(task.protocolID)")
         let progress = Progress(total: units.count, fresh: todo, label: task.task.rawValue)
@@ -72,7 +117,7 @@ public final class ABRun: @unchecked Sendable {
                 do throws(EvaluationError) {
                     var r = try task.evaluate(index: unit.index, model: arm.name, client: client, slot: slot, seed: unit.seed)
                     r.fingerprint = arm.fingerprint
-                    cache.store(r)
+                    if arm.cacheable { cache.store(r) }
                     row.append(r)
                     fresh = true
                 } catch {

@@ -80,11 +80,8 @@ public final class OpenAIClient: Sendable {
         (try request("GET", "v1/models")["data"] as? [[String: Any]]) ?? []
     }
 
-    /// `GET /v1/variants/{name}` (admin): the variant's provenance, nil without a token or route.
-    public func variant(_ name: String) -> [String: Any]? {
-        guard token != nil else { return nil }
-        return try? request("GET", "v1/variants/\(name)", admin: true)
-    }
+    /// Whether admin routes (`GET /v1/variants…`) are asked with a token.
+    public var hasAdminToken: Bool { token != nil }
 
     public struct Generation: Sendable {
         public var text: String

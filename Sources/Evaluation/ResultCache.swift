@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Results keyed by (variant fingerprint, task, protocol, item, seed), one append-only JSONL file
 /// per (fingerprint, task, protocol). Results stream to disk as they arrive, so an interrupted

@@ -167,6 +167,9 @@ public enum Report {
         }
         if let plotNote { md += "Plot skipped: \(plotNote)\n" } else { md += "![accuracy](accuracy.png)\n" }
         if let sandbox = settings["sandbox"] as? String { md += "\nSandbox: \(sandbox)\n" }
+        if let notes = settings["notes"] as? [String], !notes.isEmpty {
+            md += "\nProvenance notes:\n" + notes.map { "- \($0)\n" }.joined()
+        }
         return md
     }
 

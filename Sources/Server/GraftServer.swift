@@ -24,6 +24,8 @@ public final class GraftServer: @unchecked Sendable {
     let variantBuilder: VariantBuilder
     let pluginHost: PluginHost
     let transfers = TransferJobs()
+    /// Private temporary files of plugin variant builds (`makeBuildDirectory`).
+    let buildDirectory: String
     private var nextJobID = 1
     private var shuttingDown = false
 
@@ -60,7 +62,7 @@ public final class GraftServer: @unchecked Sendable {
             }
             let spec = VariantSpec(deltas: [path], operatorPaths: true)
             do {
-                let (variant, provenance) = try Self.buildVariant(variantBuilder, plugins: pluginHost, tokenizer: tokenizer, name: name, spec: spec)
+                let (variant, provenance) = try Self.buildVariant(variantBuilder, name: name, spec: spec)
                 registry.publish(.init(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970)))
                 logger.notice("variant '\(name)' loaded from \(path) (\(variant.residentBytes) bytes)")
             } catch {
@@ -72,6 +74,7 @@ public final class GraftServer: @unchecked Sendable {
         self.http = http
         engine = Engine(model: model, tokenizer: tokenizer, options: options, metrics: metrics, logger: logger,
                         post: { work in http.post(work) })
+        buildDirectory = try Self.makeBuildDirectory()
         engine.onQuarantine = { [unowned self] variant in
             http.post { [self] in
                 registry.quarantine(variant)
@@ -86,7 +89,12 @@ public final class GraftServer: @unchecked Sendable {
         }
         http.onAbort = { [unowned self] in engine.abortEverything() }
         http.engineIdle = { [unowned self] in engine.isIdle }
-        try http.listen()
+        do {
+            try http.listen()
+        } catch {
+            try? FileManager.default.removeItem(atPath: buildDirectory)
+            throw error
+        }
     }
 
     /// The port bound (the one asked for, or the one the system chose for port 0).
@@ -99,6 +107,9 @@ public final class GraftServer: @unchecked Sendable {
         engine.start()
         logger.notice("serving \(options.modelDirectory) as '\(modelID)' on http://\(options.host):\(port) (max batch \(options.maxBatch), KV cache \(options.kvCacheMB) MiB)")
         http.run()
+        // Plugin children still running have no one to publish to.
+        for process in transfers.children.values where process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(atPath: buildDirectory)
         engine.shutdown()
         http.freeHandles()
         logger.notice("stopped")

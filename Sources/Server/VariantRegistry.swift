@@ -30,8 +30,42 @@ final class VariantRegistry {
     private(set) var entries: [String: Entry] = [:]
     /// The variant requests without `model` get; nil is base.
     private(set) var defaultName: String?
-    /// Names with a build in flight: a second POST/PUT for one gets 409.
-    var building: Set<String> = []
+    /// Builds in flight, by name: a second POST/PUT for one gets 409. `DELETE` drops the name's
+    /// build (and cancels it): that build may no longer publish.
+    struct Build {
+        let id: Int
+        var cancel: (() -> Void)?
+    }
+    private(set) var builds: [String: Build] = [:]
+    private var nextBuild = 1
+
+    /// Starts a build of `name`; nil when one is in flight.
+    func beginBuild(_ name: String) -> Int? {
+        guard builds[name] == nil else { return nil }
+        defer { nextBuild += 1 }
+        builds[name] = Build(id: nextBuild)
+        return nextBuild
+    }
+
+    /// How to cancel build `id` (its child process), if it is still the name's build.
+    func setCancel(_ name: String, id: Int, _ cancel: @escaping () -> Void) {
+        guard builds[name]?.id == id else { return }
+        builds[name]?.cancel = cancel
+    }
+
+    /// Ends build `id`: false when a `DELETE` dropped it meanwhile (then it must not publish).
+    func endBuild(_ name: String, id: Int) -> Bool {
+        guard builds[name]?.id == id else { return false }
+        builds[name] = nil
+        return true
+    }
+
+    /// Drops the name's build in flight and cancels it; false when there is none.
+    func dropBuild(_ name: String) -> Bool {
+        guard let build = builds.removeValue(forKey: name) else { return false }
+        build.cancel?()
+        return true
+    }
 
     var names: [String] { entries.keys.sorted() }
 

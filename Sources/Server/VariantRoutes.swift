@@ -76,7 +76,7 @@ extension GraftServer {
     private func listVariants(_ exchange: Exchange) {
         let items = registry.names.compactMap { registry[$0] }.map(variantJSON)
         exchange.respond(json: .object([("object", .string("list")), ("default", .string(registry.defaultName ?? modelID)),
-                                        ("data", .array(items))]))
+                                        ("fingerprint", .string(variantBuilder.fingerprint)), ("data", .array(items))]))
     }
 
     private func showVariant(_ exchange: Exchange, name: String) {
@@ -118,11 +118,18 @@ extension GraftServer {
         build(exchange, name: name, spec: spec, status: 200)
     }
 
+    /// Removes the name and cancels whatever would publish it later: a POST/PUT build in flight
+    /// (it publishes nothing and answers 409) and a transfer job for it (cancelled), so the
+    /// name stays deleted until a later POST/PUT.
     private func deleteVariant(_ exchange: Exchange, name: String) {
-        guard registry.remove(name) != nil else { return exchange.respond(error: variantNotFound(name)) }
+        let removed = registry.remove(name) != nil
+        let droppedBuild = registry.dropBuild(name)
+        let cancelled = cancelTransfers(forVariant: name) || droppedBuild
+        guard removed || cancelled else { return exchange.respond(error: variantNotFound(name)) }
         metrics.variants.set(Double(registry.entries.count))
-        logger.notice("variant '\(name)' removed (running requests keep it until they end)")
-        exchange.respond(json: .object([("id", .string(name)), ("object", .string("variant")), ("deleted", .bool(true))]))
+        logger.notice("variant '\(name)' removed\(cancelled ? ", its build in flight cancelled" : "") (running requests keep it until they end)")
+        exchange.respond(json: .object([("id", .string(name)), ("object", .string("variant")), ("deleted", .bool(true)),
+                                        ("build_cancelled", .bool(cancelled))]))
     }
 
     private func makeDefault(_ exchange: Exchange, name: String) {
@@ -137,46 +144,51 @@ extension GraftServer {
 
     // MARK: Building
 
-    /// Builds off the loop and engine threads, then publishes on the loop thread.
+    /// Builds off the loop and engine threads (a plugin in a child process), then publishes on
+    /// the loop thread, unless a `DELETE` of the name arrived meanwhile: then nothing is
+    /// published and the request gets 409.
     private func build(_ exchange: Exchange, name: String, spec: VariantSpec, status: Int) {
-        guard !registry.building.contains(name) else {
+        guard let id = registry.beginBuild(name) else {
             return exchange.respond(error: APIError(status: 409, type: "invalid_request_error",
                                                     message: "The variant '\(name)' is being built; retry when that finishes.",
                                                     code: "variant_busy"))
         }
-        registry.building.insert(name)
-        let builder = variantBuilder, http = self.http, plugins = pluginHost, tokenizer = self.tokenizer
+        let builder = variantBuilder, http = self.http
         let started = DispatchTime.now().uptimeNanoseconds
-        DispatchQueue.global(qos: .utility).async { [self] in
-            let result = Result { try Self.buildVariant(builder, plugins: plugins, tokenizer: tokenizer, name: name, spec: spec) }
-            http.post { [self] in
-                registry.building.remove(name)
-                switch result {
-                case .success(let (variant, provenance)):
-                    let entry = VariantRegistry.Entry(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970))
-                    registry.publish(entry)
-                    metrics.variants.set(Double(registry.entries.count))
-                    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-                    logger.notice("variant '\(name)' published in \(String(format: "%.3f", seconds)) s (\(variant.residentBytes) bytes)")
-                    exchange.respond(status: status, json: variantJSON(entry))
-                case .failure(let error):
-                    logger.warning("variant '\(name)' refused: \(error)")
-                    exchange.respond(error: Self.apiError(error))
-                }
+        let finish: @Sendable (Result<(Variant, VariantProvenance), Error>) -> Void = { [self] result in
+            guard registry.endBuild(name, id: id) else {
+                logger.notice("variant '\(name)' deleted while it was being built: nothing published")
+                return exchange.respond(error: APIError(status: 409, type: "invalid_request_error",
+                                                        message: "DELETE /v1/variants/\(name) arrived while this build ran: nothing was published.",
+                                                        code: "variant_deleted"))
             }
+            switch result {
+            case .success(let (variant, provenance)):
+                let entry = VariantRegistry.Entry(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970))
+                registry.publish(entry)
+                metrics.variants.set(Double(registry.entries.count))
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                logger.notice("variant '\(name)' published in \(String(format: "%.3f", seconds)) s (\(variant.residentBytes) bytes)")
+                exchange.respond(status: status, json: variantJSON(entry))
+            case .failure(let error):
+                logger.warning("variant '\(name)' refused: \(error)")
+                exchange.respond(error: Self.apiError(error))
+            }
+        }
+        if spec.plugin != nil { return runPluginBuild(name: name, spec: spec, build: id, finish: finish) }
+        DispatchQueue.global(qos: .utility).async {
+            let result = Result { try Self.buildVariant(builder, name: name, spec: spec) }
+            http.post { finish(result) }
         }
     }
 
-    static func buildVariant(_ builder: VariantBuilder, plugins: PluginHost, tokenizer: Tokenizer?, name: String,
-                             spec: VariantSpec) throws -> (Variant, VariantProvenance) {
+    /// A variant from delta files, or from the delta a plugin's child process wrote (`pluginDelta`).
+    static func buildVariant(_ builder: VariantBuilder, name: String, spec: VariantSpec,
+                             pluginDelta: String? = nil) throws -> (Variant, VariantProvenance) {
         if let plugin = spec.plugin {
-            // In this process, on a background queue. TODO(issue 6): POST /v1/transfers runs
-            // strategies in a child graft process so that a crashing plugin cannot take the server down.
-            var services = PluginServices(readDelta: { try builder.readDelta(relativePath: $0) })
-            if let tokenizer {
-                services.tokenize = { @Sendable (text: String, special: Bool) -> [Int] in tokenizer.encode(text, addSpecialTokens: special) }
-            }
-            let delta = try plugins.run(plugin, params: spec.params, weights: builder.weights, services: services)
+            // Plugins never run in the server's process (runPluginBuild).
+            guard let pluginDelta else { throw TransferError.plugin(name: plugin, "plugin variants are built in a child process") }
+            let delta = try builder.readDelta(operatorPath: pluginDelta)
             return try builder.build(name: name, deltas: [("plugin:" + plugin, delta)], mode: spec.mode, bounds: spec.bounds)
         }
         let deltas = try spec.deltas.map { path in
@@ -186,16 +198,23 @@ extension GraftServer {
     }
 
     static func apiError(_ error: Error) -> APIError {
+        if let failure = error as? PluginBuildFailure { return failure.apiError }
+        if let refusal = error as? APIError { return refusal }
         guard let t = error as? TransferError else {
             return APIError(status: 500, type: "server_error", message: "Building the variant failed: \(error)")
         }
-        switch t {
-        case .badPath:
-            return APIError(status: 400, type: "invalid_request_error", message: t.description, param: "delta", code: "invalid_delta_path")
-        case .plugin:
-            return APIError(status: 400, type: "invalid_request_error", message: t.description, param: "plugin", code: "plugin_failed")
+        return apiError(kind: t.kind, message: t.description)
+    }
+
+    /// A `TransferError` by its case name (`TransferError.kind`) and text.
+    static func apiError(kind: String, message: String) -> APIError {
+        switch kind {
+        case "badPath":
+            return APIError(status: 400, type: "invalid_request_error", message: message, param: "delta", code: "invalid_delta_path")
+        case "plugin":
+            return APIError(status: 400, type: "invalid_request_error", message: message, param: "plugin", code: "plugin_failed")
         default:
-            return APIError(status: 400, type: "invalid_request_error", message: t.description, param: "delta", code: "invalid_delta")
+            return APIError(status: 400, type: "invalid_request_error", message: message, param: "delta", code: "invalid_delta")
         }
     }
 
@@ -272,12 +291,13 @@ extension GraftServer {
         let p = entry.provenance
         func bound(_ v: Float) -> JSON { v.isFinite ? .double(Double(v)) : .string("inf") }
         let sources: [JSON] = p.sources.map { s in
-            .object([("origin", .string(s.origin)),
+            .object([("origin", .string(s.origin)), ("content_sha256", .string(s.contentHash)),
                      ("metadata", .object(s.metadata.keys.sorted().map { ($0, .string(s.metadata[$0]!)) }))])
         }
         return .object([
             ("id", .string(entry.variant.name)), ("object", .string("variant")), ("created", .int(entry.created)),
             ("base", .string(modelAlias)), ("fingerprint", .string(variantBuilder.fingerprint)),
+            ("content_fingerprint", .string(p.contentFingerprint)),
             ("default", .bool(registry.defaultName == entry.variant.name)), ("quarantined", .bool(entry.quarantined)),
             ("mode", .string(p.mode.rawValue)), ("resident_bytes", .int(p.residentBytes)),
             ("tensors", .int(entry.variant.deltas.count)),

@@ -1,4 +1,5 @@
 import LanguageModel
+import TensorCore
 
 /// A delta as a file holds it: entries keyed by target tensor name plus the provenance that
 /// `__metadata__` carries (DESIGN.md, "Deltas and variants").
@@ -14,6 +15,33 @@ public struct Delta: Sendable, Equatable {
 
     /// Bytes the entries hold.
     public var byteCount: Int { entries.values.joined().reduce(0) { $0 + $1.byteCount } }
+
+    /// `sha256:<hex>` of the entries alone: targets in name order, each entry's layout, sizes,
+    /// indices (i64) and f32 values as they lie in memory (little-endian). The same numbers give
+    /// the same hash whatever file, stored dtype or metadata carried them; any changed value
+    /// gives another. Metadata is not hashed.
+    public var contentHash: String {
+        var h = SHA256Digest()
+        func count(_ n: Int) { h.update([Int64(n)]) }
+        for target in entries.keys.sorted() {
+            let list = entries[target]!
+            h.update(target + "\u{0}")
+            count(list.count)
+            for entry in list {
+                switch entry {
+                case .dense(let v):
+                    h.update("dense\u{0}"); count(v.count); h.update(v)
+                case .rows(let idx, let v):
+                    h.update("rows\u{0}"); count(idx.count); h.update(idx.map(Int64.init)); count(v.count); h.update(v)
+                case .columns(let idx, let v):
+                    h.update("columns\u{0}"); count(idx.count); h.update(idx.map(Int64.init)); count(v.count); h.update(v)
+                case .lowRank(let a, let b, let rank, let scale):
+                    h.update("low_rank\u{0}"); count(rank); h.update([scale]); count(a.count); h.update(a); count(b.count); h.update(b)
+                }
+            }
+        }
+        return "sha256:" + h.hexDigest()
+    }
 }
 
 /// `__metadata__` of a delta file. The keys are the ones `graft finetune` writes

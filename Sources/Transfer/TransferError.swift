@@ -25,4 +25,16 @@ public enum TransferError: Error, CustomStringConvertible, Sendable, Equatable {
         case .plugin(let name, let why): "plugin '\(name)': \(why)"
         }
     }
+
+    /// The case's name (`graft delta build --status-lines` tells the server which it was).
+    public var kind: String {
+        switch self {
+        case .unreadable: "unreadable"
+        case .badEntry: "badEntry"
+        case .fingerprintMismatch: "fingerprintMismatch"
+        case .outOfBounds: "outOfBounds"
+        case .badPath: "badPath"
+        case .plugin: "plugin"
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LanguageModel
+import TensorCore
 
 /// Where a variant came from: each delta's file and `__metadata__`, in order.
 public struct VariantProvenance: Sendable, Equatable {
@@ -7,19 +8,33 @@ public struct VariantProvenance: Sendable, Equatable {
         /// The delta file (relative to the delta directory), or `plugin:<name>`.
         public var origin: String
         public var metadata: [String: String]
+        /// `Delta.contentHash` of what was read.
+        public var contentHash: String
 
-        public init(origin: String, metadata: [String: String]) {
+        public init(origin: String, metadata: [String: String], contentHash: String) {
             self.origin = origin
             self.metadata = metadata
+            self.contentHash = contentHash
         }
     }
     public var sources: [Source]
+    /// `sha256:<hex>` over the model's fingerprint, the mode and each source's content hash in
+    /// order: what the variant computes with, not its name (an evaluation's cache key).
+    public var contentFingerprint: String {
+        var h = SHA256Digest()
+        h.update("graft-variant\u{0}" + modelFingerprint + "\u{0}" + mode.rawValue + "\u{0}")
+        for s in sources { h.update(s.contentHash + "\u{0}") }
+        return "sha256:" + h.hexDigest()
+    }
+    /// The fingerprint of the model the variant modifies.
+    public var modelFingerprint: String
     public var mode: VariantMode
     public var bounds: DeltaBounds
     public var residentBytes: Int
 
-    public init(sources: [Source], mode: VariantMode, bounds: DeltaBounds, residentBytes: Int) {
+    public init(sources: [Source], modelFingerprint: String, mode: VariantMode, bounds: DeltaBounds, residentBytes: Int) {
         self.sources = sources
+        self.modelFingerprint = modelFingerprint
         self.mode = mode
         self.bounds = bounds
         self.residentBytes = residentBytes
@@ -93,8 +108,9 @@ public final class VariantBuilder: Sendable {
             if case .badTensor(let t, let why) = error { throw TransferError.badEntry(tensor: t, why) }
             throw TransferError.badEntry(tensor: name, "\(error)")
         }
-        let provenance = VariantProvenance(sources: deltas.map { .init(origin: $0.origin, metadata: $0.delta.metadata.dictionary) },
-                                           mode: mode, bounds: bounds, residentBytes: variant.residentBytes)
+        let provenance = VariantProvenance(sources: deltas.map { .init(origin: $0.origin, metadata: $0.delta.metadata.dictionary,
+                                                                       contentHash: $0.delta.contentHash) },
+                                           modelFingerprint: fingerprint, mode: mode, bounds: bounds, residentBytes: variant.residentBytes)
         return (variant, provenance)
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LanguageModel
 import SafeTensors
+import Tokenizers
 import Transfer
 
 /// `graft delta …`: look at, compare, merge and convert delta files (DESIGN.md, Deltas and variants).
@@ -121,8 +122,10 @@ struct DeltaExportPEFT: ParsableCommand {
 }
 
 /// `graft delta build`: runs a strategy plugin and writes its delta into the delta directory.
-/// The server's `POST /v1/transfers` runs this in a child process, so that a crashing plugin
-/// cannot take the server down; progress goes to stdout as `progress <fraction>` lines.
+/// The server runs this in a child process for `POST /v1/transfers` and for plugin variants of
+/// `POST`/`PUT /v1/variants`, so that a crashing plugin cannot take the server down; progress
+/// goes to stdout as `progress <fraction>` lines, and with `--status-lines` a failure as one
+/// `error <kind> <message>` line (`kind` names the `TransferError` case, or `other`).
 struct DeltaBuild: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "build", abstract: "Run a strategy plugin and write its delta (a file in the delta directory).")
     @Option(help: "Model folder.") var model: String
@@ -130,29 +133,59 @@ struct DeltaBuild: ParsableCommand {
     @Option(help: "The plugin's params, a JSON object.") var params = "{}"
     @Option(help: "Delta directory (delta files a plugin reads, and the output).") var deltaDir = "deltas"
     @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
-    @Option(name: .shortAndLong, help: "Output file, relative to the delta directory.") var output: String
+    @Option(name: .shortAndLong, help: "Output file, relative to the delta directory.") var output: String?
+    @Option(help: "Output file at any path (instead of --output).") var outputFile: String?
+    @Flag(help: .hidden) var statusLines = false
 
     func run() throws {
-        guard !output.hasPrefix("/"), !output.split(separator: "/").contains(".."), !output.isEmpty else {
-            throw ValidationError("--output must be a path inside the delta directory")
+        let path: String
+        switch (output, outputFile) {
+        case (let output?, nil):
+            guard !output.hasPrefix("/"), !output.split(separator: "/").contains(".."), !output.isEmpty else {
+                throw ValidationError("--output must be a path inside the delta directory")
+            }
+            path = deltaDir + "/" + output
+        case (nil, let file?) where !file.isEmpty: path = file
+        default: throw ValidationError("give one of --output and --output-file")
         }
-        let builder = try deltaBuilder(model: model)
-        let dir = deltaDir
-        let services = PluginServices(
+        do {
+            try build(to: path)
+        } catch {
+            if statusLines {
+                let kind = (error as? TransferError)?.kind ?? "other"
+                let message = "\(error)".replacingOccurrences(of: "\n", with: " ")
+                FileHandle.standardOutput.write(Data("error \(kind) \(message)\n".utf8))
+            }
+            throw CLIError("\(error)")
+        }
+        print("wrote \(output ?? path)")
+    }
+
+    private func build(to path: String) throws {
+        let weights: ModelWeights
+        do {
+            weights = try ModelWeights(config: try ModelConfig.load(directory: model), storage: try SafeTensorsModel(directory: model))
+        } catch {
+            throw CLIError("cannot load the model '\(model)': \(error)")
+        }
+        let builder = VariantBuilder(weights: weights, deltaDirectory: deltaDir)
+        var services = PluginServices(
             progress: { fraction, _ in
                 // Unbuffered: the server reads progress as it comes.
                 FileHandle.standardOutput.write(Data("progress \(fraction)\n".utf8))
             },
-            readDelta: { try VariantBuilder(weights: builder.weights, deltaDirectory: dir).readDelta(relativePath: $0) })
-        let host = PluginHost(directory: pluginDir ?? PluginHost.executableDirectory)
-        do {
-            let delta = try host.run(plugin, params: params, weights: builder.weights, services: services)
-            try DeltaValidator.validate(delta, weights: builder.weights, fingerprint: builder.fingerprint, bounds: .unbounded)
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try DeltaFile.write(delta, shapes: builder.shapes, to: dir + "/" + output)
-        } catch {
-            throw CLIError("\(error)")
+            readDelta: { try builder.readDelta(relativePath: $0) })
+        // The target's tokenizer, as the server gives plugins it runs.
+        if FileManager.default.fileExists(atPath: model + "/tokenizer.json") {
+            let tokenizer = try Tokenizer(directory: model)
+            services.tokenizer = tokenizer
+            services.tokenize = { @Sendable (text: String, special: Bool) -> [Int] in tokenizer.encode(text, addSpecialTokens: special) }
         }
-        print("wrote \(output)")
+        let host = PluginHost(directory: pluginDir ?? PluginHost.executableDirectory)
+        let delta = try host.run(plugin, params: params, weights: weights, services: services)
+        try DeltaValidator.validate(delta, weights: weights, fingerprint: builder.fingerprint, bounds: .unbounded)
+        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                withIntermediateDirectories: true)
+        try DeltaFile.write(delta, shapes: builder.shapes, to: path)
     }
 }

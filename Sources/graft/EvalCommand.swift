@@ -14,7 +14,9 @@ struct EvalCommand: ParsableCommand {
         graft eval --task humaneval --references     (prints passed/total on its last line)
         Several tasks (--task gsm8k,mmlu) make one table with a Holm correction. Results are cached \
         by (variant fingerprint, task, protocol, item, seed) and stream to disk: run the same \
-        command again to resume an interrupted run.
+        command again to resume an interrupted run. With the admin token a variant's fingerprint \
+        is its content's (a variant replaced under the same name gets fresh answers); without \
+        it, a variant is known only by name and its results are not cached (--cache-by-name).
         """)
 
     @Option(help: "Tasks, comma-separated: mmlu, gsm8k, humaneval, mbpp.") var task: String
@@ -42,7 +44,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Python for code tasks.") var python = "python3"
     @Flag(help: "Run code tasks with rlimits only when bubblewrap is missing (no namespaces: weaker).") var allowWeakSandbox = false
     @Option(help: "Sandbox wall-clock limit per program, seconds.") var timeout = 20.0
-    @Option(help: "File with the admin token (to read variant provenance).") var adminTokenFile: String?
+    @Option(help: "File with the server's admin token (default: $GRAFT_ADMIN_TOKEN): variants are then fingerprinted by their content (GET /v1/variants/{name}), base by the model's fingerprint.") var adminTokenFile: String?
+    @Flag(help: "Without admin access, still cache results under a fingerprint of the variant's name (a variant replaced under the same name then reuses stale answers).") var cacheByName = false
 
     func run() throws {
         let tasks = try task.split(separator: ",").map { (t: Substring) throws -> BenchmarkTask in
@@ -76,10 +79,18 @@ struct EvalCommand: ParsableCommand {
         guard !seedList.isEmpty else { throw ValidationError("--seeds needs integers") }
         settings.seed = seedList[0]
 
-        let token = adminTokenFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        var token = ProcessInfo.processInfo.environment["GRAFT_ADMIN_TOKEN"]
+        if let adminTokenFile {
+            do { token = try String(contentsOfFile: adminTokenFile, encoding: .utf8) } catch {
+                throw ValidationError("cannot read --admin-token-file \(adminTokenFile): \(error.localizedDescription)")
+            }
+        }
+        token = token?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if token?.isEmpty == true { token = nil }
         let client = try OpenAIClient(server: server, adminToken: token)
-        let arms = try ABRun.resolveArms([a] + (b.map { [$0] } ?? []), client: client)
+        let names = [a] + (b.map { [$0] } ?? [])
+        let arms = try ABRun.resolveArms(names, client: client, cacheByName: cacheByName)
+        for note in arms.compactMap(\.note) { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
         let formatter: ChatFormatter? = try modelDir.map { try TemplateFormatter(directory: $0) }
         let reportDir = report ?? "out/eval-" + ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         try FileManager.default.createDirectory(atPath: reportDir, withIntermediateDirectories: true)
@@ -105,6 +116,15 @@ struct EvalCommand: ParsableCommand {
                                               bootstrapSeed: UInt64(settings.seed), wallSeconds: Date().timeIntervalSince(t0)))
         }
         Report.applyHolm(&summaries)
+        // A variant replaced while the run went on: its results mix two variants.
+        var notes = arms.compactMap(\.note)
+        if let after = try? ABRun.resolveArms(names, client: client, cacheByName: cacheByName) {
+            for (before, now) in zip(arms, after) where before.fingerprint != now.fingerprint {
+                let note = "'\(before.name)' changed during the run (fingerprint \(before.fingerprint) → \(now.fingerprint)): its results may mix two variants"
+                FileHandle.standardError.write(Data("warning: \(note)\n".utf8))
+                notes.append(note)
+            }
+        }
         var settingsJSON: [String: Any] = [
             "server": server, "tasks": tasks.map(\.rawValue), "seeds": seedList, "limit": limit as Any,
             "per_subject": perSubject as Any, "mmlu_all": mmluAll, "shots": shots, "max_tokens": maxTokens,
@@ -117,9 +137,14 @@ struct EvalCommand: ParsableCommand {
             "command": CommandLine.arguments.joined(separator: " "),
         ]
         if let sandbox { settingsJSON["sandbox"] = sandbox.description; settingsJSON["sandbox_isolation"] = sandbox.isolation.rawValue }
+        if !notes.isEmpty { settingsJSON["notes"] = notes }
         var provenance: [String: Any] = [:]
         for (label, arm) in zip(["a", "b"], arms) {
-            provenance[label] = ["variant": arm.name, "fingerprint": arm.fingerprint, "server": arm.provenance]
+            var p: [String: Any] = ["variant": arm.name, "fingerprint": arm.fingerprint, "fingerprint_source": arm.fingerprintSource,
+                                    "cache_enabled": arm.cacheable && cacheDir != nil,
+                                    "server": (try? JSONSerialization.jsonObject(with: Data(arm.provenance.utf8))) ?? arm.provenance]
+            if let note = arm.note { p["note"] = note }
+            provenance[label] = p
         }
         let files = try Report.write(summaries, to: reportDir, settings: settingsJSON, provenance: provenance)
         print(Report.markdown(summaries, settings: settingsJSON, plotNote: nil).components(separatedBy: "\n## ").first ?? "")

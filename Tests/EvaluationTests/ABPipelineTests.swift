@@ -42,9 +42,11 @@ final class MockServer: @unchecked Sendable {
         return d
     }
 
-    func run(_ task: EvalTask, _ arms: [String], cache: ResultCache, report: String, seeds: [Int] = [0]) throws -> [[ItemResult]] {
+    /// The mock has no admin API: its variants are known by name only, cached by name here.
+    func run(_ task: EvalTask, _ arms: [String], cache: ResultCache, report: String, seeds: [Int] = [0],
+             cacheByName: Bool = true) throws -> [[ItemResult]] {
         let client = try OpenAIClient(server: server.url)
-        let runner = ABRun(client: client, arms: try ABRun.resolveArms(arms, client: client), cache: cache,
+        let runner = ABRun(client: client, arms: try ABRun.resolveArms(arms, client: client, cacheByName: cacheByName), cache: cache,
                            seeds: seeds, workers: 2) { _ in }
         return try runner.run(task, items: try JSONLWriter(path: report + "/items.jsonl"))
     }
@@ -95,6 +97,25 @@ final class MockServer: @unchecked Sendable {
         let again = try run(task, ["base", "good"], cache: try ResultCache(directory: report + "/cache"), report: report)
         #expect(again.allSatisfy { $0.allSatisfy { $0.cached == true } })
         #expect(again[1].map(\.correct) == ab[1].map(\.correct))
+    }
+
+    /// Without admin access a variant is known by name only: its results are not cached unless
+    /// asked, and the arm says why. A server without the admin routes falls back the same way.
+    @Test func nameOnlyFingerprintsAreNotCachedUnlessAsked() throws {
+        let report = tempDir()
+        let task = try GSM8KTask(store: store, settings: EvalSettings())
+        let arms = try ABRun.resolveArms(["base", "good"], client: try OpenAIClient(server: server.url))
+        #expect(arms.allSatisfy { $0.fingerprintSource == "name" && !$0.cacheable })
+        #expect(arms[1].note?.contains("not cached") == true, "\(arms[1].note ?? "")")
+        let withToken = try ABRun.resolveArms(["good"], client: try OpenAIClient(server: server.url, adminToken: "t"))
+        #expect(withToken[0].fingerprintSource == "name" && withToken[0].note?.contains("admin API did not answer") == true,
+                "\(withToken[0].note ?? "")")
+        let cacheDir = report + "/cache"
+        _ = try run(task, ["base", "good"], cache: try ResultCache(directory: cacheDir), report: report, cacheByName: false)
+        let again = try run(task, ["base", "good"], cache: try ResultCache(directory: cacheDir), report: report, cacheByName: false)
+        #expect(again.allSatisfy { $0.allSatisfy { $0.cached == nil } }, "asked again, nothing from a cache")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: cacheDir)) ?? []
+        #expect(files.isEmpty, "\(files)")
     }
 
     @Test func truncatedCacheLineIsIgnored() throws {

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import LanguageModel
 import Logging
+import Transfer
 @testable import Server
 
 /// Paths of the committed fixtures.
@@ -73,6 +74,8 @@ final class TestServer: @unchecked Sendable {
         o.port = 0
         o.logRequests = false
         o.threads = 1
+        // Plugin variants and transfer jobs run `graft delta build`, built beside the tests.
+        o.graftExecutable = PluginHost.executableDirectory + "/graft"
         configure(&o)
         var logger = Logger(label: "graft.test")
         logger.logLevel = .error

@@ -46,4 +46,40 @@ import Transfer
         #expect(try helper.admin(s, "GET", "/v1/jobs/\(id)", token: nil).status == 401)
         #expect(try helper.complete(s, model: "base").status == 200)
     }
+
+    /// A job's plugin that crashes fails the job only; a DELETE of the job's variant cancels the job.
+    @Test func crashedOrDeletedJobsPublishNothing() throws {
+        let graft = PluginHost.executableDirectory + "/graft"
+        let helper = VariantAPITests()
+        let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir; $0.graftExecutable = graft }
+        defer { #expect(s.stop()) }
+        func wait(_ id: String) throws -> [String: Any] {
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline {
+                let job = try helper.admin(s, "GET", "/v1/jobs/\(id)").json
+                if job["status"] as? String != "running" { return job }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            return [:]
+        }
+        let crash = try helper.admin(s, "POST", "/v1/transfers", ["name": "c", "plugin": "test-crash", "params": ["abort": true]])
+        #expect(crash.status == 202)
+        let crashed = try wait(crash.json["id"] as? String ?? "")
+        #expect(crashed["status"] as? String == "failed")
+        #expect((crashed["error"] as? String)?.contains("signal \(SIGABRT)") == true, "\(crashed)")
+
+        let hold = helper.deltaDir + "/hold-job"
+        let held = try helper.admin(s, "POST", "/v1/transfers", ["name": "j", "plugin": "test-crash", "params": ["hold": hold]])
+        #expect(held.status == 202)
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: hold + ".started") && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        let deleted = try helper.admin(s, "DELETE", "/v1/variants/j")
+        #expect(deleted.status == 200 && deleted.json["build_cancelled"] as? Bool == true, "\(deleted.text)")
+        _ = FileManager.default.createFile(atPath: hold, contents: nil)
+        let cancelled = try wait(held.json["id"] as? String ?? "")
+        #expect(cancelled["status"] as? String == "cancelled", "\(cancelled)")
+        #expect((cancelled["error"] as? String)?.contains("DELETE /v1/variants/j") == true)
+        #expect(try helper.admin(s, "GET", "/v1/variants/j").status == 404)
+        #expect(try helper.complete(s, model: nil).status == 200)
+    }
 }

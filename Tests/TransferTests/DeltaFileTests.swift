@@ -28,6 +28,35 @@ import Training
         #expect(try file.info("model.layers.1.self_attn.q_proj.weight.lora_b").shape == [64, 2])
     }
 
+    /// The content hash follows the values, never the metadata or the file that carried them.
+    @Test func contentHashFollowsTheValuesOnly() throws {
+        let dir = scratchDirectory("hash")
+        let delta = sampleDelta(fingerprint: builder.fingerprint)
+        try DeltaFile.write(delta, shapes: builder.shapes, to: dir + "/d.safetensors")
+        let back = try DeltaFile.read(path: dir + "/d.safetensors", targets: builder.shapes)
+        #expect(back.contentHash == delta.contentHash && delta.contentHash.hasPrefix("sha256:"))
+        var relabelled = delta
+        relabelled.metadata = DeltaMetadata(modelFingerprint: builder.fingerprint, strategy: "other", parameters: "{}", extra: ["note": "x"])
+        #expect(relabelled.contentHash == delta.contentHash)
+        var nudged = delta
+        let v = LayerModule.v.tensorName(layer: 0)
+        var values = seededValues(32 * 64, seed: 5)
+        values[7] = values[7].nextUp
+        nudged.entries[v] = [.dense(values: values)]
+        #expect(nudged.contentHash != delta.contentHash)
+        var rescaled = delta
+        let q = LayerModule.q.tensorName(layer: 1)
+        if case .lowRank(let a, let b, let r, _) = delta.entries[q]![0] { rescaled.entries[q] = [.lowRank(a: a, b: b, rank: r, scale: 0.25)] }
+        #expect(rescaled.contentHash != delta.contentHash)
+        // Provenance and the variant's content fingerprint carry it; the mode enters the latter.
+        let b = VariantBuilder(weights: tinyWeights, deltaDirectory: dir)
+        let (_, unmerged) = try b.build(name: "h", deltaPaths: ["d.safetensors"])
+        let (_, merged) = try b.build(name: "h", deltaPaths: ["d.safetensors"], mode: .merged)
+        #expect(unmerged.sources[0].contentHash == delta.contentHash)
+        #expect(unmerged.contentFingerprint != merged.contentFingerprint)
+        #expect(unmerged.contentFingerprint == (try b.build(name: "other", deltaPaths: ["d.safetensors"]).1.contentFingerprint))
+    }
+
     @Test func buildsAVariantWhoseDeltasAreTheFile() throws {
         let dir = scratchDirectory("build")
         try DeltaFile.write(sampleDelta(fingerprint: builder.fingerprint), shapes: builder.shapes, to: dir + "/d.safetensors")
