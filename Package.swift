@@ -43,7 +43,7 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels"]),
         // Deltas, variants, merge operators, the plugin host (issue 6).
-        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore", "Tokenizers", "Training", "GraftPluginABI"]),
+        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore", "Tokenizers", "Jinja", "Training", "GraftPluginABI", "COpenBLAS"]),
         // The plugin boundary: one C header (DESIGN.md, Plugin boundary), and the Swift side
         // compiled into each plugin.
         .target(name: "GraftPluginABI"),

@@ -31,6 +31,18 @@ final class PluginModel {
         free(fingerprintC)
     }
 
+    /// The engine that runs model_forward, on the run's pool (made on first use).
+    var engine: Model {
+        let pool = run.pool
+        run.lock.lock()
+        defer { run.lock.unlock() }
+        if let e = engineStorage { return e }
+        let e = Model(weights: weights, pool: pool)
+        engineStorage = e
+        return e
+    }
+    private var engineStorage: Model?
+
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     static func from(_ handle: OpaquePointer?) -> PluginModel? {
