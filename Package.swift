@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "random-sparse", type: .dynamic, targets: ["RandomSparsePlugin"]),
         .library(name: "delta-file", type: .dynamic, targets: ["DeltaFilePlugin"]),
         .library(name: "test-bad-abi", type: .dynamic, targets: ["TestBadABIPlugin"]),
+        .library(name: "test-services", type: .dynamic, targets: ["TestServicesPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -52,6 +53,7 @@ let package = Package(
         .target(name: "RandomSparsePlugin", dependencies: ["PluginKit"], path: "Plugins/random-sparse"),
         .target(name: "DeltaFilePlugin", dependencies: ["PluginKit"], path: "Plugins/delta-file"),
         .target(name: "TestBadABIPlugin", dependencies: ["PluginKit"], path: "Plugins/test-bad-abi"),
+        .target(name: "TestServicesPlugin", dependencies: ["PluginKit"], path: "Plugins/test-services"),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
             "LanguageModel", "Transfer", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
@@ -73,7 +75,7 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training"]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training", "Tokenizers"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],
