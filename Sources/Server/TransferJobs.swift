@@ -61,7 +61,7 @@ extension GraftServer {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: options.graftExecutable ?? Self.runningExecutable)
         process.arguments = ["delta", "build", "--model", options.modelDirectory, "--plugin", plugin, "--params", body["params"].map { String(decoding: Self.json($0).bytes, as: UTF8.self) } ?? "{}",
-                             "--delta-dir", options.deltaDirectory, "--plugin-dir", pluginHost.directory, "-o", output]
+                             "--delta-dir", options.deltaDirectory, "--plugin-dir", pluginHost.directory, "-o", output] + modelSources.arguments
         // Blocking reads on a thread of the job's own, not FileHandle.readabilityHandler
         // (its dispatch sources crash swift-corelibs-foundation when the pipe closes as the
         // child exits). stderr goes to a file, so the child never blocks on it.

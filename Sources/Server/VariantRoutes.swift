@@ -145,10 +145,10 @@ extension GraftServer {
                                                     code: "variant_busy"))
         }
         registry.building.insert(name)
-        let builder = variantBuilder, http = self.http, plugins = pluginHost, tokenizer = self.tokenizer
+        let builder = variantBuilder, http = self.http, plugins = pluginHost, tokenizer = self.tokenizer, sources = modelSources
         let started = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.global(qos: .utility).async { [self] in
-            let result = Result { try Self.buildVariant(builder, plugins: plugins, tokenizer: tokenizer, name: name, spec: spec) }
+            let result = Result { try Self.buildVariant(builder, plugins: plugins, tokenizer: tokenizer, sources: sources, name: name, spec: spec) }
             http.post { [self] in
                 registry.building.remove(name)
                 switch result {
@@ -167,8 +167,8 @@ extension GraftServer {
         }
     }
 
-    static func buildVariant(_ builder: VariantBuilder, plugins: PluginHost, tokenizer: Tokenizer?, name: String,
-                             spec: VariantSpec) throws -> (Variant, VariantProvenance) {
+    static func buildVariant(_ builder: VariantBuilder, plugins: PluginHost, tokenizer: Tokenizer?, sources: ModelSources? = nil,
+                             name: String, spec: VariantSpec) throws -> (Variant, VariantProvenance) {
         if let plugin = spec.plugin {
             // In this process, on a background queue. TODO(issue 6): POST /v1/transfers runs
             // strategies in a child graft process so that a crashing plugin cannot take the server down.
@@ -176,6 +176,8 @@ extension GraftServer {
             if let tokenizer {
                 services.tokenize = { @Sendable (text: String, special: Bool) -> [Int] in tokenizer.encode(text, addSpecialTokens: special) }
             }
+            services.tokenizer = tokenizer
+            services.openModel = sources?.openModel
             let delta = try plugins.run(plugin, params: spec.params, weights: builder.weights, services: services)
             return try builder.build(name: name, deltas: [("plugin:" + plugin, delta)], mode: spec.mode, bounds: spec.bounds)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LanguageModel
 import SafeTensors
+import Tokenizers
 import Transfer
 
 /// `graft delta …`: look at, compare, merge and convert delta files (DESIGN.md, Deltas and variants).
@@ -131,19 +132,33 @@ struct DeltaBuild: ParsableCommand {
     @Option(help: "Delta directory (delta files a plugin reads, and the output).") var deltaDir = "deltas"
     @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
     @Option(name: .shortAndLong, help: "Output file, relative to the delta directory.") var output: String
+    @Option(name: .customLong("source"), help: ArgumentHelp("A model the plugin may open by name (repeatable; opened on first use).", valueName: "NAME=DIR"))
+    var sources: [String] = []
 
     func run() throws {
         guard !output.hasPrefix("/"), !output.split(separator: "/").contains(".."), !output.isEmpty else {
             throw ValidationError("--output must be a path inside the delta directory")
         }
+        let modelSources: ModelSources
+        do { modelSources = try ModelSources(arguments: sources) } catch { throw ValidationError("--source: \(error)") }
         let builder = try deltaBuilder(model: model)
         let dir = deltaDir
-        let services = PluginServices(
+        var services = PluginServices(
             progress: { fraction, _ in
                 // Unbuffered: the server reads progress as it comes.
                 FileHandle.standardOutput.write(Data("progress \(fraction)\n".utf8))
             },
             readDelta: { try VariantBuilder(weights: builder.weights, deltaDirectory: dir).readDelta(relativePath: $0) })
+        services.openModel = modelSources.openModel
+        if FileManager.default.fileExists(atPath: model + "/tokenizer.json") {
+            do {
+                let tokenizer = try Tokenizer(directory: model)
+                services.tokenizer = tokenizer
+                services.tokenize = { text, special in tokenizer.encode(text, addSpecialTokens: special) }
+            } catch {
+                throw CLIError("cannot load the tokenizer of '\(model)': \(error)")
+            }
+        }
         let host = PluginHost(directory: pluginDir ?? PluginHost.executableDirectory)
         do {
             let delta = try host.run(plugin, params: params, weights: builder.weights, services: services)

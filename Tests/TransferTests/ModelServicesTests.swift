@@ -229,3 +229,38 @@ import Tokenizers
         }
     }
 }
+
+/// `--source NAME=DIR` parsing and lazy opening.
+@Suite struct ModelSourcesTests {
+    static let second = repositoryRoot + "/Tests/Fixtures/models/qwen2-tiny-f32"
+
+    func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch { return "\(error)" }
+    }
+
+    @Test func parsesAndRefuses() throws {
+        let sources = try ModelSources(arguments: ["second=" + Self.second, "qwen2.5-coder_1=" + Self.second])
+        #expect(sources.entries.map(\.name) == ["second", "qwen2.5-coder_1"])
+        #expect(sources.arguments == ["--source", "second=" + Self.second, "--source", "qwen2.5-coder_1=" + Self.second])
+        #expect(message { _ = try ModelSources(arguments: ["second"]) }.contains("is not NAME=DIR"))
+        #expect(message { _ = try ModelSources(arguments: ["=x"]) }.contains("is not NAME=DIR"))
+        #expect(message { _ = try ModelSources(arguments: ["a/b=" + Self.second]) }.contains("is not a source name"))
+        #expect(message { _ = try ModelSources(arguments: ["a=" + Self.second, "a=" + Self.second]) }.contains("given twice"))
+        #expect(message { _ = try ModelSources(arguments: ["a=/nonexistent"]) }.contains("no such folder"))
+        #expect(try ModelSources(arguments: []).openModel == nil)
+    }
+
+    @Test func opensOnceOnFirstUse() throws {
+        let sources = try ModelSources(arguments: ["second=" + Self.second])
+        let a = try sources.open("second"), b = try sources.open("second")
+        #expect(a.weights === b.weights)
+        #expect(a.tokenizer == nil)   // the fixture folder has no tokenizer.json
+        #expect(message { _ = try sources.open("third") }.contains("no model is configured as 'third' (configured: second"))
+        // Through a plugin run.
+        var services = PluginServices()
+        services.openModel = sources.openModel
+        let delta = try PluginHost(directory: PluginHost.executableDirectory)
+            .run("test-services", params: #"{"source": "second"}"#, weights: tinyWeights, services: services)
+        #expect(delta.metadata.extra["source_fingerprint"] == a.weights.fingerprint)
+    }
+}
