@@ -48,7 +48,7 @@ let package = Package(
         // The plugin boundary: one C header (DESIGN.md, Plugin boundary), and the Swift side
         // compiled into each plugin.
         .target(name: "GraftPluginABI"),
-        .target(name: "PluginKit", dependencies: ["GraftPluginABI"]),
+        .target(name: "PluginKit", dependencies: ["GraftPluginABI", "COpenBLAS"]),
         .target(name: "ZeroDeltaPlugin", dependencies: ["PluginKit"], path: "Plugins/zero-delta"),
         .target(name: "RandomSparsePlugin", dependencies: ["PluginKit"], path: "Plugins/random-sparse"),
         .target(name: "DeltaFilePlugin", dependencies: ["PluginKit"], path: "Plugins/delta-file"),
@@ -77,6 +77,7 @@ let package = Package(
         ]),
         .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training", "Tokenizers"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
+        .testTarget(name: "PluginKitTests", dependencies: ["PluginKit", "SafeTensors"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -37,6 +37,11 @@ private let run: PluginKit.RunFunction = { _, host, builder, params, error, capa
             try report.set("tensor_shape." + name, "[\(t.rows), \(t.cols)]")
             try report.floats("tensor." + name, t.values)
         }
+        // PluginKit's shared math on a model tensor: the singular values of a weight.
+        if let name = params["svd"] as? String {
+            let t = try target.tensor(name)
+            try report.floats("svd." + name, SVD(t.values, rows: t.rows, cols: t.cols).s)
+        }
         report.error("unknown_tensor") { _ = try target.tensor("model.layers.99.nope.weight") }
 
         if let text = params["text"] as? String {

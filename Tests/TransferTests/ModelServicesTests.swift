@@ -5,6 +5,7 @@ import SafeTensors
 import TensorCore
 import Testing
 import Tokenizers
+import Training
 @testable import Transfer
 
 /// The 1.1 model services, called for real by the dlopen'ed `test-services` plugin (which
@@ -41,7 +42,8 @@ import Tokenizers
 
     func params(tokens: [Int], positions: [Int]?) throws -> String {
         var object: [String: Any] = ["source": "second", "tensors": Self.tensors, "text": "Hello world, it's 2026!",
-                                     "messages": Self.messages, "bad_messages": Self.badMessages, "tokens": tokens]
+                                     "messages": Self.messages, "bad_messages": Self.badMessages, "tokens": tokens,
+                                     "svd": "model.layers.0.self_attn.v_proj.weight"]
         if let positions { object["positions"] = positions }
         return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
@@ -171,6 +173,12 @@ import Tokenizers
             let stored = (0..<info.elementCount).map { data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
             #expect(floats(meta, "tensor." + name) == stored, "\(name)")
         }
+        // PluginKit's SVD in the plugin gives the host's singular values.
+        let v = "model.layers.0.self_attn.v_proj.weight"
+        let vInfo = try storage.info(v), vData = try storage.data(v)
+        let hostSVD = try Training.SVD((0..<vInfo.elementCount).map { vData.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) },
+                                       rows: vInfo.shape[0], cols: vInfo.shape[1])
+        #expect(maxDiff(floats(meta, "svd." + v), hostSVD.s) < 1e-5)
         #expect(meta["unknown_tensor"]?.contains("has no tensor 'model.layers.99.nope.weight'") == true)
 
         // Tokenizer and chat template: the host's own.
