@@ -67,6 +67,7 @@ private let run: PluginKit.RunFunction = { _, host, builder, params, error, capa
             try report.floats("attention_mix", r.attentionMix)
             try report.floats("attention_weights", r.attentionWeights)
             try report.floats("logits_only", target.forward(tokens, positions: positions, traces: .logits).logits)
+            try report.floats("logits_last", target.forward(tokens, positions: [tokens.count - 1], traces: .logits).logits)
             try capacityChecks(target, tokens: tokens, report: &report)
         }
 

@@ -274,13 +274,15 @@ extension PluginModel {
         let cache = model.makeCache(maxTokens: T)
         let rows: [[Float]]
         do {
-            rows = try model.forward([ForwardInput(cache: cache, tokens: ids, logits: r.logits != nil ? .all : .none)], trace: trace)[0]
+            // Logits rows only where needed: the last one alone when that is all that is asked.
+            let logitsRequest: LogitsRequest = r.logits == nil ? .none : positions == [T - 1] ? .last : .all
+            rows = try model.forward([ForwardInput(cache: cache, tokens: ids, logits: logitsRequest)], trace: trace)[0]
         } catch {
             return "\(error)"
         }
         if let out = r.logits {
             for (i, p) in positions.enumerated() {
-                rows[p].withUnsafeBufferPointer { (out + i * V).update(from: $0.baseAddress!, count: V) }
+                rows[rows.count == 1 ? 0 : p].withUnsafeBufferPointer { (out + i * V).update(from: $0.baseAddress!, count: V) }
             }
         }
         return nil

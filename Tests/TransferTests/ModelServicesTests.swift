@@ -101,6 +101,7 @@ import Training
         let logits = floats(meta, "logits")
         #expect(logits == positions.flatMap { rows[$0] })
         #expect(floats(meta, "logits_only") == logits)
+        #expect(floats(meta, "logits_last") == rows[T - 1])
         let hfLogits = try reference(trace, "logits").values
         #expect(maxDiff(logits, select(hfLogits, layers: 1, tokens: T, width: c.vocabSize, positions: positions)) < 1e-4)
 
@@ -132,6 +133,11 @@ import Training
             #expect(row.dropFirst(p + 1).allSatisfy { $0 == 0 })
             #expect(abs(row.reduce(0, +) - 1) < 1e-5)
         } } }
+
+        // lm_head.weight is served for tied models too (the embedding).
+        #expect(c.tieWordEmbeddings == (model == "qwen2-tiny-f32"))
+        #expect((floats(meta, "tensor.lm_head.weight") == floats(meta, "tensor.model.embed_tokens.weight")) == c.tieWordEmbeddings)
+        #expect(meta["tensor_shape.lm_head.weight"] == "[\(c.vocabSize), \(d)]")
 
         // Capacity, order and request-size errors write nothing.
         #expect(meta["capacity_status"] == "1")
