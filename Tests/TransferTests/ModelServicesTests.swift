@@ -279,3 +279,40 @@ import Training
         #expect(delta.metadata.extra["source_fingerprint"] == a.weights.fingerprint)
     }
 }
+
+/// The services on the provisioned default model (bf16, its real tokenizer and chat template),
+/// opened through `--source` as a plugin would. Skipped when the model is not provisioned.
+@Suite struct DefaultModelServicesTests {
+    static let directory = repositoryRoot + "/models/smollm2-135m-instruct"
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: directory + "/model.safetensors"),
+                   "default model not provisioned (run tools/provision)"))
+    func realTokenizerTemplateAndForward() throws {
+        let sources = try ModelSources(arguments: ["default=" + Self.directory])
+        let source = try sources.open("default")
+        let tokenizer = try #require(source.tokenizer)
+        var services = PluginServices()
+        services.tokenizer = tokenizer
+        services.openModel = sources.openModel
+        let messages = #"[{"role": "user", "content": "What is 2+2?"}]"#
+        let tokens = tokenizer.encode("The capital of France is")
+        let params = try JSONSerialization.data(withJSONObject: [
+            "source": "default", "text": "Hello world", "messages": messages, "tokens": tokens,
+            "positions": [0, tokens.count - 1], "tensors": ["model.norm.weight"],
+        ] as [String: Any])
+        let delta = try PluginHost(directory: PluginHost.executableDirectory)
+            .run("test-services", params: String(decoding: params, as: UTF8.self), weights: source.weights, services: services)
+        let meta = delta.metadata.extra
+        func floats(_ key: String) -> [Float] {
+            ((try? JSONSerialization.jsonObject(with: Data((meta[key] ?? "").utf8))) as? [Int] ?? []).map { Float(bitPattern: UInt32($0)) }
+        }
+        #expect(meta["source_fingerprint"] == source.weights.fingerprint)
+        #expect(meta["chat"] == (try tokenizer.applyChatTemplate(messages: [ChatMessage(role: "user", content: "What is 2+2?")])))
+        #expect(meta["tokenize"] == "[" + tokenizer.encode("Hello world").map(String.init).joined(separator: ",") + "]")
+        #expect(meta["tensor_shape.model.norm.weight"] == "[\(source.weights.config.hiddenSize), 1]")
+        let engine = Model(weights: source.weights, pool: WorkerPool(threads: 2))
+        let rows = try engine.forward([ForwardInput(cache: engine.makeCache(maxTokens: tokens.count), tokens: tokens, logits: .all)])[0]
+        #expect(floats("logits") == rows[0] + rows[tokens.count - 1])
+        #expect(floats("residual_pre_attention").count == source.weights.config.layers * 2 * source.weights.config.hiddenSize)
+    }
+}
