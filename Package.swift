@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "test-bad-abi", type: .dynamic, targets: ["TestBadABIPlugin"]),
         .library(name: "test-gradients", type: .dynamic, targets: ["TestGradientsPlugin"]),
         .library(name: "test-crash", type: .dynamic, targets: ["TestCrashPlugin"]),
+        .library(name: "test-services", type: .dynamic, targets: ["TestServicesPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,17 +46,18 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels"]),
         // Deltas, variants, merge operators, the plugin host (issue 6).
-        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore", "Tokenizers", "Training", "GraftPluginABI"]),
+        .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore", "Tokenizers", "Jinja", "Training", "GraftPluginABI", "COpenBLAS"]),
         // The plugin boundary: one C header (DESIGN.md, Plugin boundary), and the Swift side
         // compiled into each plugin.
         .target(name: "GraftPluginABI"),
-        .target(name: "PluginKit", dependencies: ["GraftPluginABI"]),
+        .target(name: "PluginKit", dependencies: ["GraftPluginABI", "COpenBLAS"]),
         .target(name: "ZeroDeltaPlugin", dependencies: ["PluginKit"], path: "Plugins/zero-delta"),
         .target(name: "RandomSparsePlugin", dependencies: ["PluginKit"], path: "Plugins/random-sparse"),
         .target(name: "DeltaFilePlugin", dependencies: ["PluginKit"], path: "Plugins/delta-file"),
         .target(name: "TestBadABIPlugin", dependencies: ["PluginKit"], path: "Plugins/test-bad-abi"),
         .target(name: "TestGradientsPlugin", dependencies: ["PluginKit"], path: "Plugins/test-gradients"),
         .target(name: "TestCrashPlugin", dependencies: ["PluginKit"], path: "Plugins/test-crash"),
+        .target(name: "TestServicesPlugin", dependencies: ["PluginKit"], path: "Plugins/test-services"),
         // libuv event loop, HTTP/1.1, OpenAI-compatible routes, the engine thread (issue 5).
         .target(name: "Server", dependencies: [
             "LanguageModel", "Transfer", "Tokenizers", "TensorCore", "CLibUV", "CHTTPParser",
@@ -77,8 +79,9 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Evaluation", "Transfer", "LanguageModel", "SafeTensors", "Tokenizers", "TensorCore", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training", "GraftPluginABI"]),
+        .testTarget(name: "TransferTests", dependencies: ["Transfer", "LanguageModel", "SafeTensors", "TensorCore", "Training", "Tokenizers", "GraftPluginABI"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
+        .testTarget(name: "PluginKitTests", dependencies: ["PluginKit", "SafeTensors"]),
         .testTarget(name: "LanguageModelTests", dependencies: ["LanguageModel", "Tokenizers", "SafeTensors", "TensorCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -58,7 +58,7 @@ private func add(_ host: GraftHost, _ p: DeltaParameter, _ values: [Float]) thro
 }
 
 private func gradientMode(_ host: GraftHost, _ params: [String: Any]) throws {
-    let model = try host.targetModelHandle()
+    let model = try host.targetModel()
     let ex = try examples(params)
     guard let list = params["parameters"] as? [[String: Any]] else { throw PluginError("parameters: a list") }
     let parameters = try list.map { p -> DeltaParameter in
@@ -97,7 +97,7 @@ private func gradientMode(_ host: GraftHost, _ params: [String: Any]) throws {
 }
 
 private func sensitivityMode(_ host: GraftHost, _ params: [String: Any]) throws {
-    let model = try host.targetModelHandle()
+    let model = try host.targetModel()
     let ex = try examples(params)
     guard let targets = params["targets"] as? [String] else { throw PluginError("targets: a list of names") }
     let repeats = (params["repeat"] as? NSNumber)?.intValue ?? 1
@@ -126,7 +126,7 @@ private func product(_ b: [Float], _ a: [Float], out: Int, rank: Int, in cols: I
 }
 
 private func loraMode(_ host: GraftHost, _ params: [String: Any]) throws {
-    let model = try host.targetModelHandle()
+    let model = try host.targetModel()
     let ex = try examples(params)
     guard let targets = params["targets"] as? [String] else { throw PluginError("targets: a list of names") }
     let rank = (params["rank"] as? NSNumber)?.intValue ?? 2
@@ -170,7 +170,7 @@ private func loraMode(_ host: GraftHost, _ params: [String: Any]) throws {
 }
 
 private func seekingMode(_ host: GraftHost, _ params: [String: Any]) throws {
-    let model = try host.targetModelHandle()
+    let model = try host.targetModel()
     let ex = try examples(params)
     let module = params["module"] as? String ?? "mlp.up_proj"
     let k = (params["rows"] as? NSNumber)?.intValue ?? 4

@@ -82,8 +82,8 @@ public final class Model: @unchecked Sendable {
     }
 
     /// Runs one step. Returns, per input, its logits rows: none, the last token's, or one per
-    /// new token, each `vocabSize` floats.
-    public func forward(_ inputs: [ForwardInput]) throws -> [[[Float]]] {
+    /// new token, each `vocabSize` floats. `trace` observes the intermediate values (nil: no cost).
+    public func forward(_ inputs: [ForwardInput], trace: ForwardTrace? = nil) throws -> [[[Float]]] {
         let c = config
         let d = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, f = c.intermediateSize
         let hd = c.headDim, half = hd / 2
@@ -133,6 +133,7 @@ public final class Model: @unchecked Sendable {
         ropeCos.withUnsafeBufferPointer { cosTable in
             ropeSin.withUnsafeBufferPointer { sinTable in
                 for (li, layer) in weights.layers.enumerated() {
+                    trace?.residualPreAttention?(li, x)
                     // a = x + o·Attn(q, k, v)(norm1(x))
                     for r in 0..<rows {
                         rmsNorm(h + r * d, x + r * d, weight: layer.attnNorm.base, dtype: layer.attnNorm.dtype, count: d, eps: c.rmsNormEps)
@@ -170,6 +171,7 @@ public final class Model: @unchecked Sendable {
                     let scale = 1 / Float(hd).squareRoot()
                     let posCopy = posOf, seqCopy = seqOf
                     nonisolated(unsafe) let (qp, ap) = (q, att)
+                    let traceWeights = trace?.attentionWeights
                     pool.parallelFor(rows * c.heads) { range in
                         var scores = [Float](repeating: 0, count: (posCopy.max() ?? 0) + 1)
                         scores.withUnsafeMutableBufferPointer { sc in
@@ -190,6 +192,11 @@ public final class Model: @unchecked Sendable {
                                     sc[j] = e
                                     sum += e
                                 }
+                                if let traceWeights {   // normalised in place: sc[j] / 1 is exact, the output unchanged
+                                    for j in 0..<n { sc[j] /= sum }
+                                    sum = 1
+                                    traceWeights(li, r, head, sc.baseAddress!, n)
+                                }
                                 let out = ap + r * qDim + head * hd
                                 out.update(repeating: 0, count: hd)
                                 for j in 0..<n {
@@ -198,8 +205,10 @@ public final class Model: @unchecked Sendable {
                             }
                         }
                     }
+                    trace?.attentionMix?(li, att)
                     project(tmp, ldo: d, att, ldx: qDim, layer: li, .o, segments: segments)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
+                    trace?.residualPreFFN?(li, x)
 
                     // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
                     for r in 0..<rows {
@@ -208,11 +217,13 @@ public final class Model: @unchecked Sendable {
                     project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments)
                     project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments)
                     for r in 0..<rows { swiGLU(gate + r * f, up + r * f, count: f) }
+                    trace?.ffnCoefficients?(li, gate)
                     project(tmp, ldo: d, gate, ldx: f, layer: li, .down, segments: segments)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
                 }
             }
         }
+        trace?.finalHidden?(x)
         for input in inputs { input.cache.count += input.tokens.count }
 
         // Logits = W_U · normF(z) for the rows asked for.
@@ -323,4 +334,24 @@ public final class Model: @unchecked Sendable {
             for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += scale * d[t * outDim + r] } }
         }
     }
+}
+
+/// Observes a forward step's intermediate values (the plugin ABI's traced forward). Buffers are
+/// the step's rows in order (row r = the r-th new token of the step) and valid only during the
+/// call. `attentionWeights` runs on the pool's threads, once per (row, head), concurrently.
+public struct ForwardTrace: @unchecked Sendable {
+    /// (layer, x [rows, hidden]): the residual entering the layer.
+    public var residualPreAttention: ((Int, UnsafePointer<Float>) -> Void)?
+    /// (layer, a [rows, hidden]): the residual after the layer's attention.
+    public var residualPreFFN: ((Int, UnsafePointer<Float>) -> Void)?
+    /// (layer, [rows, heads·headDim]): Σ_p α_p v_p per head, the input of o_proj.
+    public var attentionMix: ((Int, UnsafePointer<Float>) -> Void)?
+    /// (layer, [rows, intermediate]): silu(gate·u) ⊙ (up·u), the input of down_proj.
+    public var ffnCoefficients: ((Int, UnsafePointer<Float>) -> Void)?
+    /// [rows, hidden]: the residual after the last layer, before the final norm.
+    public var finalHidden: ((UnsafePointer<Float>) -> Void)?
+    /// (layer, row, head, α, n): the row's attention weights over cache positions 0..<n.
+    public var attentionWeights: ((Int, Int, Int, UnsafePointer<Float>, Int) -> Void)?
+
+    public init() {}
 }

@@ -1,7 +1,10 @@
 import Foundation
 @_exported import GraftPluginABI
 
-/// Swift over the C plugin ABI, compiled into each plugin (Plugins/*). A plugin writes
+/// Swift over the C plugin ABI (GRAFT_PLUGIN_ABI_VERSION is now 1.1), compiled into each
+/// plugin (Plugins/*). A plugin built against 1.1 still runs on a 1.0 host: the 1.1 wrappers
+/// (`Host.targetModel`, `Model`, `parallelFor`, `gemm`) check the host table's struct_size
+/// first and throw `PluginError` when the host lacks a service. A plugin writes
 ///
 ///     @_cdecl("graft_plugin_entry_v1")
 ///     public func entry(_ host: UnsafePointer<graft_host>?, _ plugin: UnsafeMutablePointer<graft_plugin>?) -> Int32 {
@@ -40,8 +43,10 @@ public enum PluginKit {
             }
             return 1
         }
+        // A 1.0-sized host table is enough to run: the 1.1 wrappers check struct_size before
+        // touching a 1.1 field and throw a clear error when the host lacks it.
         guard let host, host.pointee.abi_version >> 16 == UInt32(GRAFT_PLUGIN_ABI_MAJOR),
-              host.pointee.struct_size >= UInt32(MemoryLayout<graft_host>.size) else {
+              host.pointee.struct_size >= Host.minimumSize else {
             return report("the host speaks another plugin ABI")
         }
         let text = params.map { String(cString: $0) } ?? "{}"
@@ -131,7 +136,7 @@ public struct Host {
 
     /// Adds a delta file or PEFT adapter from the host's delta directory.
     public func addFile(_ relativePath: String) throws {
-        guard table.pointee.struct_size >= UInt32(MemoryLayout<graft_host>.size) else { throw PluginError("the host cannot read delta files") }
+        guard offers(\.delta_add_file) else { throw PluginError("the host cannot read delta files") }
         try check(table.pointee.delta_add_file?(builder, relativePath))
     }
 

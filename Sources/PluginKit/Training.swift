@@ -4,14 +4,6 @@ import Foundation
 /// plugin that imports Foundation cannot name PluginKit's in a signature).
 public typealias GraftHost = Host
 
-/// A model the host opened for this run (`graft_model *`), for the 1.1 gradient services.
-/// Minimal on purpose: the model services (config, read_tensor, forward) wrap the same
-/// pointer; `pointer` is the handle the C ABI passes.
-public struct ModelHandle {
-    public let pointer: OpaquePointer
-    public init(_ pointer: OpaquePointer) { self.pointer = pointer }
-}
-
 /// One example for the gradient services: tokens, and labels in Hugging Face's convention
 /// (labels[i] is the token at position i, -100 = no loss there; nil = every position).
 public struct Example {
@@ -94,39 +86,17 @@ private final class CallArena {
 }
 
 extension Host {
-    /// Whether the host's table reaches `field` (a 1.1 field of a 1.0 host does not exist).
-    func offers<T>(_ field: KeyPath<graft_host, T>) -> Bool {
-        guard let offset = MemoryLayout<graft_host>.offset(of: field) else { return false }
-        return Int(table.pointee.struct_size) >= offset + MemoryLayout<T>.size
-    }
-
     /// The last 1.1 service error.
     func serviceError(_ what: String) -> PluginError {
-        let message = offers(\.last_error) ? table.pointee.last_error?(data).map { String(cString: $0) } : nil
+        let message = (try? service(\.last_error, "last_error"))?(data).map { String(cString: $0) }
         return PluginError("\(what): \(message ?? "failed")")
-    }
-
-    /// The model the delta is for.
-    public func targetModelHandle() throws -> ModelHandle {
-        guard offers(\.target_model), let f = table.pointee.target_model else { throw PluginError("the host offers no model handles (ABI 1.0)") }
-        guard let p = f(data) else { throw serviceError("target_model") }
-        return ModelHandle(p)
-    }
-
-    /// A source model by its configured name.
-    public func openModelHandle(_ name: String) throws -> ModelHandle {
-        guard offers(\.open_model), let f = table.pointee.open_model else { throw PluginError("the host opens no models by name (ABI 1.0)") }
-        guard let p = f(data, name) else { throw serviceError("open_model \(name)") }
-        return ModelHandle(p)
     }
 
     /// The mean cross-entropy over the examples' labelled tokens with W + Δ for every
     /// parameter, and ∂loss/∂Δ for each (same layout as its values).
-    public func lossAndGradient(_ model: ModelHandle, examples: [Example],
+    public func lossAndGradient(_ model: Model, examples: [Example],
                                 parameters: [DeltaParameter]) throws -> (loss: Double, gradients: [[Float]]) {
-        guard offers(\.loss_and_gradient), let f = table.pointee.loss_and_gradient else {
-            throw PluginError("the host offers no gradients (it speaks ABI \(table.pointee.abi_version >> 16).\(table.pointee.abi_version & 0xFFFF))")
-        }
+        let f = try service(\.loss_and_gradient, "loss_and_gradient")
         let arena = CallArena()
         let ex = arena.examples(examples)
         var gradients = parameters.map { [Float](repeating: 0, count: $0.values.count) }
@@ -143,7 +113,7 @@ extension Host {
         }
         var loss = 0.0
         let status = ex.withUnsafeBufferPointer { e in
-            params.withUnsafeBufferPointer { p in f(model.pointer, e.baseAddress, e.count, p.baseAddress, p.count, &loss) }
+            params.withUnsafeBufferPointer { p in f(model.handle, e.baseAddress, e.count, p.baseAddress, p.count, &loss) }
         }
         guard status == 0 else { throw serviceError("loss_and_gradient") }
         for i in gradients.indices {
@@ -155,19 +125,17 @@ extension Host {
     /// Adds Σ over examples of |θ ⊙ ∂loss_e/∂θ| into the host's buffer of each target and
     /// returns those buffers ([rows · cols] floats each): host memory, valid until the run
     /// returns; later calls with a target keep adding to the same buffer.
-    public func accumulateSensitivities(_ model: ModelHandle, examples: [Example],
+    public func accumulateSensitivities(_ model: Model, examples: [Example],
                                         targets: [String]) throws -> [UnsafeBufferPointer<Float>] {
-        guard offers(\.accumulate_sensitivities), let f = table.pointee.accumulate_sensitivities else {
-            throw PluginError("the host offers no sensitivities (ABI 1.0)")
-        }
+        let f = try service(\.accumulate_sensitivities, "accumulate_sensitivities")
         // A buffer's size is its tensor's: model_tensor_shape, or the target's 1.0 shapes on a
         // host that has the gradient services but not (yet) the model services.
-        let modelShape = offers(\.model_tensor_shape) ? table.pointee.model_tensor_shape : nil
+        let modelShape = try? service(\.model_tensor_shape, "model_tensor_shape")
         let targetShape = table.pointee.tensor_shape
         let context = data
         func shape(_ name: String) -> Int? {
             var r: Int64 = 0, c: Int64 = 0
-            if let modelShape { return modelShape(model.pointer, name, &r, &c) == 0 ? Int(r * c) : nil }
+            if let modelShape { return modelShape(model.handle, name, &r, &c) == 0 ? Int(r * c) : nil }
             return targetShape?(context, name, &r, &c) == 0 ? Int(r * c) : nil
         }
         let arena = CallArena()
@@ -176,7 +144,7 @@ extension Host {
         var sums = [UnsafePointer<Float>?](repeating: nil, count: targets.count)
         let status = ex.withUnsafeBufferPointer { e in
             names.withUnsafeBufferPointer { n in
-                sums.withUnsafeMutableBufferPointer { s in f(model.pointer, e.baseAddress, e.count, n.baseAddress, n.count, s.baseAddress) }
+                sums.withUnsafeMutableBufferPointer { s in f(model.handle, e.baseAddress, e.count, n.baseAddress, n.count, s.baseAddress) }
             }
         }
         guard status == 0 else { throw serviceError("accumulate_sensitivities") }
@@ -189,9 +157,9 @@ extension Host {
     /// Trains LoRA from the given (B, A) through the host's engine; returns the trained A and
     /// B and the last step's loss. With `addToDelta`, the host also adds the delta against the
     /// original base to this run's delta (the model must be the target).
-    public func trainLoRA(_ model: ModelHandle, _ t: LoRATraining,
+    public func trainLoRA(_ model: Model, _ t: LoRATraining,
                           addToDelta: Bool = true) throws -> (a: [[Float]], b: [[Float]], finalLoss: Double) {
-        guard offers(\.train_lora), let f = table.pointee.train_lora else { throw PluginError("the host trains no LoRA (ABI 1.0)") }
+        let f = try service(\.train_lora, "train_lora")
         guard t.a.count == t.targets.count, t.b.count == t.targets.count else {
             throw PluginError("trainLoRA: one A and one B per target")
         }
@@ -224,7 +192,7 @@ extension Host {
                             request.warmup_fraction = t.warmupFraction
                             request.seed = t.seed
                             request.final_loss = loss
-                            return f(model.pointer, &request, addToDelta ? builder : nil)
+                            return f(model.handle, &request, addToDelta ? builder : nil)
                         }
                     }
                 }

@@ -23,6 +23,8 @@ public final class GraftServer: @unchecked Sendable {
     let adminAuth: AdminAuth
     let variantBuilder: VariantBuilder
     let pluginHost: PluginHost
+    /// The models plugins may open by name (`--source`).
+    let modelSources: ModelSources
     let transfers = TransferJobs()
     /// Private temporary files of plugin variant builds (`makeBuildDirectory`).
     let buildDirectory: String
@@ -56,6 +58,7 @@ public final class GraftServer: @unchecked Sendable {
         adminAuth = AdminAuth(token: options.adminToken)
         variantBuilder = VariantBuilder(weights: model.weights, deltaDirectory: options.deltaDirectory)
         pluginHost = PluginHost(directory: options.pluginDirectory ?? PluginHost.executableDirectory)
+        do { modelSources = try ModelSources(options.sources) } catch { throw ServerError.startup("--source: \(error)") }
         for (name, path) in options.preloadVariants {
             guard VariantRegistry.isValidName(name), name != modelID, name != modelAlias, registry[name] == nil else {
                 throw ServerError.startup("--variant \(name)=\(path): the name must be 1–64 letters, digits, '.', '_' or '-', unique, and not base")

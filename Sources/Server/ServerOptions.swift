@@ -57,6 +57,8 @@ public struct ServerOptions: Sendable {
     public var preloadVariants: [(name: String, path: String)] = []
     /// Where strategy plugins are loaded from, by name; nil: beside the executable.
     public var pluginDirectory: String?
+    /// Models plugins may open by name (`--source NAME=DIR`), opened on first use.
+    public var sources: [(name: String, directory: String)] = []
     /// The `graft` binary transfer jobs run (`graft delta build`); nil: this executable.
     public var graftExecutable: String?
 

@@ -101,7 +101,7 @@ extension GraftServer {
     /// `graft delta build`'s arguments for a plugin run, less the output.
     func deltaBuildArguments(plugin: String, params: String) -> [String] {
         ["delta", "build", "--model", options.modelDirectory, "--plugin", plugin, "--params", params,
-         "--delta-dir", options.deltaDirectory, "--plugin-dir", pluginHost.directory, "--status-lines"]
+         "--delta-dir", options.deltaDirectory, "--plugin-dir", pluginHost.directory, "--status-lines"] + modelSources.arguments
     }
 
     /// Starts a child `graft delta build` at a lower priority than serving. `progress` and `exit`

@@ -1,6 +1,7 @@
 import Foundation
 import GraftPluginABI
 import LanguageModel
+import TensorCore
 import Tokenizers
 #if canImport(Glibc)
 import Glibc
@@ -28,6 +29,8 @@ public struct PluginServices: Sendable {
     /// models a run may open by configured name (`--source NAME=DIR`).
     public var tokenizer: Tokenizer?
     public var openModel: (@Sendable (String) throws -> PluginModelSource)?
+    /// The pool parallel_for, gemm and model_forward run on (nil: one made for the run).
+    public var pool: WorkerPool?
 
     public init(tokenize: (@Sendable (String, Bool) -> [Int])? = nil, progress: (@Sendable (Double, String) -> Void)? = nil,
                 log: (@Sendable (Int, String) -> Void)? = nil, isCancelled: (@Sendable () -> Bool)? = nil,
@@ -144,11 +147,18 @@ public final class PluginHost: @unchecked Sendable {
     /// Runs a plugin on `weights` with `params` (a JSON object as text) and returns the delta
     /// it built, or throws its error. The delta is not yet validated (`VariantBuilder` does it).
     public func run(_ name: String, params: String, weights: ModelWeights, services: PluginServices = PluginServices()) throws -> Delta {
+        try run(name, params: params, weights: weights, services: services, hostTableSize: nil)
+    }
+
+    /// `hostTableSize` (tests) hands the plugin a table that claims to be that small, as an
+    /// older host's would.
+    func run(_ name: String, params: String, weights: ModelWeights, services: PluginServices, hostTableSize: UInt32?) throws -> Delta {
         let plugin = try load(name)
         let context = RunContext(weights: weights, services: services)
         let unmanaged = Unmanaged.passRetained(context)
         defer { unmanaged.release() }
         var host = HostTable.make(context: unmanaged.toOpaque())
+        if let hostTableSize { host.struct_size = min(host.struct_size, hostTableSize) }
         var error = [CChar](repeating: 0, count: 1024)
         let builder = OpaquePointer(unmanaged.toOpaque())
         let status = params.withCString { p in

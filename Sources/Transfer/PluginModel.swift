@@ -34,6 +34,18 @@ final class PluginModel {
         free(fingerprintC)
     }
 
+    /// The engine that runs model_forward, on the run's pool (made on first use).
+    var engine: Model {
+        let pool = run.pool
+        run.lock.lock()
+        defer { run.lock.unlock() }
+        if let e = engineStorage { return e }
+        let e = Model(weights: weights, pool: pool)
+        engineStorage = e
+        return e
+    }
+    private var engineStorage: Model?
+
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     static func from(_ handle: OpaquePointer?) -> PluginModel? {
@@ -54,6 +66,8 @@ public struct PluginModelSource: Sendable {
 extension RunContext {
     /// The run's target as a 1.1 model handle (made once).
     var targetModel: PluginModel {
+        lock.lock()
+        defer { lock.unlock() }
         if let m = models["\u{0}target"] { return m }
         let m = PluginModel(name: "target", weights: weights, tokenizer: services.tokenizer, run: self)
         models["\u{0}target"] = m
@@ -62,13 +76,19 @@ extension RunContext {
 
     /// A source model by its configured name, opened once per run; nil with last_error set.
     func openModel(_ name: String) -> PluginModel? {
-        if let m = models[name] { return m }
+        lock.lock()
+        let known = models[name]
+        lock.unlock()
+        if let known { return known }
         guard let open = services.openModel else {
             setError("this host has no models to open by name (configure one with --source NAME=DIR)")
             return nil
         }
         do {
             let source = try open(name)
+            lock.lock()
+            defer { lock.unlock() }
+            if let m = models[name] { return m }   // opened meanwhile on another thread
             let m = PluginModel(name: name, weights: source.weights, tokenizer: source.tokenizer, run: self)
             models[name] = m
             return m
@@ -81,6 +101,8 @@ extension RunContext {
     /// Sets the 1.1 last_error and returns a failure status.
     @discardableResult
     func setError(_ message: String) -> Int32 {
+        lock.lock()   // services may fail on the pool's threads
+        defer { lock.unlock() }
         free(lastServiceError)
         lastServiceError = strdup(message)
         return 1
@@ -89,7 +111,9 @@ extension RunContext {
     /// A C string that lives until the run returns.
     func retain(_ text: String) -> UnsafePointer<CChar> {
         let p = strdup(text)!
+        lock.lock()
         runStrings.append(p)
+        lock.unlock()
         return UnsafePointer(p)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GraftPluginABI
 import LanguageModel
+import TensorCore
 
 /// One plugin run's host side: the model it reads, the delta it fills. The host table's
 /// `data` and the builder pointer both point at it (unretained; the run holds it).
@@ -21,6 +22,18 @@ final class RunContext {
     var models: [String: PluginModel] = [:]
     var lastServiceError: UnsafeMutablePointer<CChar>?
     var runStrings: [UnsafeMutablePointer<CChar>] = []
+    /// Guards the lazily made pool and engines (services may be called from pool threads).
+    let lock = NSLock()
+    private var poolStorage: WorkerPool?
+    /// The pool parallel_for, gemm and model_forward run on: the services' or one for this run.
+    var pool: WorkerPool {
+        lock.lock()
+        defer { lock.unlock() }
+        if let p = poolStorage { return p }
+        let p = services.pool ?? WorkerPool()
+        poolStorage = p
+        return p
+    }
 
     init(weights: ModelWeights, services: PluginServices) {
         self.weights = weights

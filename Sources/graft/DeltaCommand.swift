@@ -136,6 +136,8 @@ struct DeltaBuild: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file, relative to the delta directory.") var output: String?
     @Option(help: "Output file at any path (instead of --output).") var outputFile: String?
     @Flag(help: .hidden) var statusLines = false
+    @Option(name: .customLong("source"), help: ArgumentHelp("A model the plugin may open by name (repeatable; opened on first use).", valueName: "NAME=DIR"))
+    var sources: [String] = []
 
     func run() throws {
         let path: String
@@ -169,12 +171,15 @@ struct DeltaBuild: ParsableCommand {
             throw CLIError("cannot load the model '\(model)': \(error)")
         }
         let builder = VariantBuilder(weights: weights, deltaDirectory: deltaDir)
+        let modelSources: ModelSources
+        do { modelSources = try ModelSources(arguments: sources) } catch { throw ValidationError("--source: \(error)") }
         var services = PluginServices(
             progress: { fraction, _ in
                 // Unbuffered: the server reads progress as it comes.
                 FileHandle.standardOutput.write(Data("progress \(fraction)\n".utf8))
             },
             readDelta: { try builder.readDelta(relativePath: $0) })
+        services.openModel = modelSources.openModel
         // The target's tokenizer, as the server gives plugins it runs.
         if FileManager.default.fileExists(atPath: model + "/tokenizer.json") {
             let tokenizer = try Tokenizer(directory: model)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Server
+import Transfer
 
 /// `graft serve`: the OpenAI-compatible HTTP server (../shared/DESIGN.md, HTTP API).
 struct ServeCommand: ParsableCommand {
@@ -35,6 +36,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Preload a variant from a delta file (repeatable).", valueName: "NAME=PATH"))
     var variant: [String] = []
     @Option(help: "Folder strategy plugins are loaded from, by name (default: beside this executable).") var pluginDir: String?
+    @Option(name: .customLong("source"), help: ArgumentHelp("A model plugins may open by name (repeatable; opened on first use).", valueName: "NAME=DIR"))
+    var sources: [String] = []
     @Option(help: ArgumentHelp("Measure the engine's batched decode alone at these batch sizes (tokens/s as JSON), then exit.",
                                visibility: .hidden))
     var engineBenchmark: String?
@@ -70,6 +73,7 @@ struct ServeCommand: ParsableCommand {
         o.logRequests = !quiet
         o.deltaDirectory = deltaDir
         o.pluginDirectory = pluginDir
+        do { o.sources = try ModelSources(arguments: sources).entries } catch { throw ValidationError("--source: \(error)") }
         if let file = adminTokenFile {
             guard let token = try? String(contentsOfFile: file, encoding: .utf8),
                   !token.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {

@@ -160,7 +160,7 @@ typedef struct graft_host {
     const char *(*last_error)(void *data);
     /* the model the delta is for */
     graft_model *(*target_model)(void *data);
-    /* a model by its configured name (`graft transfer --source NAME=DIR`, `graft serve --source
+    /* a model by its configured name (`graft delta build --source NAME=DIR`, `graft serve --source
      * NAME=DIR`); NULL with last_error when there is none. Opened once per run (memory-mapped). */
     graft_model *(*open_model)(void *data, const char *name);
     /* config.json as the host normalised it, and the fingerprint (as model_config_json does) */
