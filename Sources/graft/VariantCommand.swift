@@ -4,6 +4,18 @@ import LanguageModel
 import TensorCore
 import Transfer
 
+#if os(Linux)
+/// glibc's `malloc_trim` (not in the Glibc module's headers).
+@_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
+
+/// Returns freed heap memory to the system where the C library can (glibc's malloc_trim).
+func trimHeap() {
+    #if os(Linux)
+    _ = glibcMallocTrim(0)
+    #endif
+}
+
 /// `graft variant apply`: a merged model folder (W + Δ) from a model and deltas, offline.
 struct VariantCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -70,6 +82,9 @@ struct VariantBenchCommand: ParsableCommand {
             // Base alone vs base + 3 variants (the seeds differ), round-robin over the batch.
             var variants: [Variant?] = [nil]
             var deltaBytes: [Int] = []
+            // RSS before and after, with freed heap memory handed back to the system first (the
+            // plugins' f32 outputs are freed as each build ends; glibc would keep them resident).
+            trimHeap()
             let rss0 = residentBytes()
             for seed in 1...3 {
                 var p = (try? JSONSerialization.jsonObject(with: Data(params.utf8))) as? [String: Any] ?? [:]
@@ -79,7 +94,7 @@ struct VariantBenchCommand: ParsableCommand {
                 deltaBytes.append(d.byteCount)
                 variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", d)], mode: m, valueType: valueType).0)
             }
-            // VmRSS growth over the 3 builds (the plugins' f32 outputs are freed as each build ends).
+            trimHeap()
             let rssPerVariant = (residentBytes() - rss0) / 3
             // Accuracy of the storage type: the same delta held in f32 and in bf16, one prompt's logits.
             let prompt = (0..<32).map { ($0 * 97 + 13) % model.config.vocabSize }

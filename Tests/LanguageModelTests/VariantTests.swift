@@ -160,3 +160,28 @@ private struct VariantFixture {
         #expect(merged.residentBytes == 2 * 160 * 64 * 4, "two merged f32 copies of up_proj")
     }
 }
+
+@Suite struct TiedHeadVariantTests {
+    /// In a model whose lm head is the embedding, a delta names the embedding (and changes
+    /// both); `lm_head.weight` is refused with that hint.
+    @Test func tiedLMHeadIsReachedThroughTheEmbedding() throws {
+        let model = try Model.load(directory: fixturesDirectory + "/models/qwen2-tiny-f32", pool: WorkerPool(threads: 1))
+        #expect(!model.weights.hasSeparateLMHead)
+        let d = model.config.hiddenSize
+        let rows: [Float] = (0..<d).map { Float($0 % 7) * 0.05 - 0.15 }
+        do {
+            _ = try Variant(name: "head", weights: model.weights, deltas: ["lm_head.weight": [.rows(indices: [5], values: rows)]])
+            Issue.record("lm_head.weight of a tied model was accepted")
+        } catch {
+            #expect("\(error)".contains("put the delta on model.embed_tokens.weight"), "\(error)")
+        }
+        // On the embedding, row 5 moves both the input embedding of token 5 and logit 5.
+        let v = try Variant(name: "embed", weights: model.weights, deltas: ["model.embed_tokens.weight": [.rows(indices: [5], values: rows)]])
+        let tokens = [3, 9, 4]
+        let base = try model.forward([ForwardInput(cache: model.makeCache(), tokens: tokens)])[0][0]
+        let with = try model.forward([ForwardInput(cache: model.makeCache(), tokens: tokens, variant: v)])[0][0]
+        #expect(base[5] != with[5], "the tied head's row 5 changed")
+        #expect(zip(base, with).enumerated().allSatisfy { $0.offset == 5 || $0.element.0 == $0.element.1 },
+                "tokens 3, 9, 4 do not read embedding row 5: only logit 5 moves")
+    }
+}
