@@ -9,6 +9,16 @@ import Transfer
 @_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
 #endif
 
+/// RssAnon of this process in bytes (Linux /proc): resident anonymous memory, so without the
+/// model's file-backed pages that validation and decode touch. 0 where unavailable.
+func anonymousResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+        return (line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0) * 1024
+    }
+    return 0
+}
+
 /// Returns freed heap memory to the system where the C library can (glibc's malloc_trim).
 func trimHeap() {
     #if os(Linux)
@@ -85,7 +95,7 @@ struct VariantBenchCommand: ParsableCommand {
             // RSS before and after, with freed heap memory handed back to the system first (the
             // plugins' f32 outputs are freed as each build ends; glibc would keep them resident).
             trimHeap()
-            let rss0 = residentBytes()
+            let rss0 = anonymousResidentBytes()
             for seed in 1...3 {
                 var p = (try? JSONSerialization.jsonObject(with: Data(params.utf8))) as? [String: Any] ?? [:]
                 p["seed"] = seed
@@ -95,7 +105,7 @@ struct VariantBenchCommand: ParsableCommand {
                 variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", d)], mode: m, valueType: valueType).0)
             }
             trimHeap()
-            let rssPerVariant = (residentBytes() - rss0) / 3
+            let rssPerVariant = (anonymousResidentBytes() - rss0) / 3
             // Accuracy of the storage type: the same delta held in f32 and in bf16, one prompt's logits.
             let prompt = (0..<32).map { ($0 * 97 + 13) % model.config.vocabSize }
             func logits(_ v: Variant?) throws -> [Float] {
@@ -126,7 +136,7 @@ struct VariantBenchCommand: ParsableCommand {
             }
             func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
             let resident = variants.compactMap { $0?.residentBytes }
-            print(String(format: #"{"decode_batch": %d, "repeats": %d, "base_tokens_per_s": %.1f, "mixed_tokens_per_s": %.1f, "ratio": %.3f, "ratio_min": %.3f, "ratio_max": %.3f, "delta_bytes_per_variant": %d, "resident_bytes_per_variant": %d, "rss_growth_per_variant": %d}"#,
+            print(String(format: #"{"decode_batch": %d, "repeats": %d, "base_tokens_per_s": %.1f, "mixed_tokens_per_s": %.1f, "ratio": %.3f, "ratio_min": %.3f, "ratio_max": %.3f, "delta_bytes_per_variant": %d, "resident_bytes_per_variant": %d, "rss_anon_growth_per_variant": %d}"#,
                          decodeBatch, ratios.count, median(base), median(mixed), median(ratios), ratios.min()!, ratios.max()!,
                          deltaBytes.reduce(0, +) / 3, resident.reduce(0, +) / 3, rssPerVariant))
         } catch {
