@@ -41,6 +41,10 @@ public final class Model: @unchecked Sendable {
     private var ropeSin: [Float] = []
     private let inverseFrequencies: [Float]
     private let ropeLock = NSLock()
+    /// Working memory of the unmerged-delta path, reused from step to step (forward holds
+    /// `scratchLock`: one step at a time uses it).
+    private let scratch = Scratch()
+    private let scratchLock = NSLock()
 
     public init(weights: ModelWeights, pool: WorkerPool) {
         self.config = weights.config
@@ -84,6 +88,8 @@ public final class Model: @unchecked Sendable {
     /// Runs one step. Returns, per input, its logits rows: none, the last token's, or one per
     /// new token, each `vocabSize` floats. `trace` observes the intermediate values (nil: no cost).
     public func forward(_ inputs: [ForwardInput], trace: ForwardTrace? = nil) throws -> [[[Float]]] {
+        scratchLock.lock()
+        defer { scratchLock.unlock() }
         let c = config
         let d = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, f = c.intermediateSize
         let hd = c.headDim, half = hd / 2
@@ -124,8 +130,10 @@ public final class Model: @unchecked Sendable {
 
         var t = 0
         for input in inputs {
+            let entries = input.variant?.embedding ?? []
             for tok in input.tokens {
                 weights.embed.widenRow(tok, into: x + t * d)
+                for e in entries { e.addRow(tok, into: x + t * d, cols: d, scratch: scratch.buffer(0, count: d)) }
                 t += 1
             }
         }
@@ -135,16 +143,18 @@ public final class Model: @unchecked Sendable {
                 for (li, layer) in weights.layers.enumerated() {
                     trace?.residualPreAttention?(li, x)
                     // a = x + o·Attn(q, k, v)(norm1(x))
-                    for r in 0..<rows {
-                        rmsNorm(h + r * d, x + r * d, weight: layer.attnNorm.base, dtype: layer.attnNorm.dtype, count: d, eps: c.rmsNormEps)
-                    }
+                    normalize(h, x, segments: segments, base: layer.attnNorm) { $0.vectors.attnNorm[li] }
                     project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments)
                     project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments)
                     project(v, ldo: kvDim, h, ldx: d, layer: li, .v, segments: segments)
-                    if let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias {
-                        for r in 0..<rows {
-                            for i in 0..<qDim { q[r * qDim + i] += qb[i] }
-                            for i in 0..<kvDim { k[r * kvDim + i] += kb[i]; v[r * kvDim + i] += vb[i] }
+                    if let baseQ = layer.qBias, let baseK = layer.kBias, let baseV = layer.vBias {
+                        for segment in segments {
+                            let vv = segment.variant?.vectors
+                            let qb = vv?.qBias[li] ?? baseQ, kb = vv?.kBias[li] ?? baseK, vb = vv?.vBias[li] ?? baseV
+                            for r in segment.rows {
+                                for i in 0..<qDim { q[r * qDim + i] += qb[i] }
+                                for i in 0..<kvDim { k[r * kvDim + i] += kb[i]; v[r * kvDim + i] += vb[i] }
+                            }
                         }
                     }
                     // RoPE, rotate_half convention: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin).
@@ -211,9 +221,7 @@ public final class Model: @unchecked Sendable {
                     trace?.residualPreFFN?(li, x)
 
                     // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
-                    for r in 0..<rows {
-                        rmsNorm(h + r * d, x + r * d, weight: layer.mlpNorm.base, dtype: layer.mlpNorm.dtype, count: d, eps: c.rmsNormEps)
-                    }
+                    normalize(h, x, segments: segments, base: layer.mlpNorm) { $0.vectors.mlpNorm[li] }
                     project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments)
                     project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments)
                     for r in 0..<rows { swiGLU(gate + r * f, up + r * f, count: f) }
@@ -228,23 +236,35 @@ public final class Model: @unchecked Sendable {
 
         // Logits = W_U · normF(z) for the rows asked for.
         var wanted: [Int] = []
+        var logitSegments: [Segment] = []
         var start = 0
         for input in inputs {
+            let before = wanted.count
             switch input.logits {
             case .none: break
             case .last: wanted.append(start + input.tokens.count - 1)
             case .all: wanted.append(contentsOf: start..<(start + input.tokens.count))
             }
+            logitSegments.append(Segment(rows: before..<wanted.count, variant: input.variant))
             start += input.tokens.count
         }
         let vocab = c.vocabSize
         var logits = [Float](repeating: 0, count: wanted.count * vocab)
         if !wanted.isEmpty {
-            for (i, r) in wanted.enumerated() {
-                rmsNorm(h + i * d, x + r * d, weight: weights.finalNorm.base, dtype: weights.finalNorm.dtype, count: d, eps: c.rmsNormEps)
+            for segment in logitSegments {
+                let norm = segment.variant?.vectors.finalNorm
+                for i in segment.rows {
+                    if let norm {
+                        norm.withUnsafeBytes { rmsNorm(h + i * d, x + wanted[i] * d, weight: $0.baseAddress!, dtype: .f32, count: d, eps: c.rmsNormEps) }
+                    } else {
+                        rmsNorm(h + i * d, x + wanted[i] * d, weight: weights.finalNorm.base, dtype: weights.finalNorm.dtype, count: d, eps: c.rmsNormEps)
+                    }
+                }
             }
             logits.withUnsafeMutableBufferPointer { out in
                 matmul(out.baseAddress!, ldo: vocab, h, ldx: d, n: wanted.count, weights.lmHead, pool: pool)
+                applyUnmerged(out: out.baseAddress!, ldo: vocab, x: h, ldx: d, segments: logitSegments,
+                              outDim: vocab, inDim: d) { $0.lmHead }
             }
         }
         var result: [[[Float]]] = []
@@ -286,52 +306,104 @@ public final class Model: @unchecked Sendable {
                 start = end
             }
         }
+        applyUnmerged(out: out, ldo: ldo, x: x, ldx: ldx, segments: segments, outDim: base.rows, inDim: base.cols) {
+            $0.perLayer[li][module]
+        }
+    }
+
+    /// h[r] = RMSNorm(x[r]) for every row, with the norm weight of the row's variant (its
+    /// private copy when a delta touched it, else the base's).
+    private func normalize(_ h: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, segments: [Segment],
+                           base: VectorView, _ override: (Variant) -> [Float]?) {
+        let d = config.hiddenSize, eps = config.rmsNormEps
         for segment in segments {
-            guard let entries = segment.variant?.perLayer[li][module], !entries.isEmpty, !segment.rows.isEmpty else { continue }
-            let n = segment.rows.count
-            let o = out + segment.rows.lowerBound * ldo
-            let xs = x + segment.rows.lowerBound * ldx
-            for entry in entries {
-                applyDelta(entry, out: o, ldo: ldo, x: xs, ldx: ldx, n: n, outDim: base.rows, inDim: base.cols)
+            if let weight = segment.variant.flatMap(override) {
+                weight.withUnsafeBytes { w in
+                    for r in segment.rows { rmsNorm(h + r * d, x + r * d, weight: w.baseAddress!, dtype: .f32, count: d, eps: eps) }
+                }
+            } else {
+                for r in segment.rows { rmsNorm(h + r * d, x + r * d, weight: base.base, dtype: base.dtype, count: d, eps: eps) }
             }
         }
     }
 
-    /// out[n, outDim] += x[n, inDim] · ΔWᵀ for one delta entry.
-    private func applyDelta(_ entry: DeltaEntry, out: UnsafeMutablePointer<Float>, ldo: Int,
-                            x: UnsafeMutablePointer<Float>, ldx: Int, n: Int, outDim: Int, inDim: Int) {
-        func product(_ values: [Float], rows: Int, cols: Int, _ input: UnsafePointer<Float>, ldi: Int) -> [Float] {
-            var result = [Float](repeating: 0, count: n * rows)
-            values.withUnsafeBytes { v in
-                result.withUnsafeMutableBufferPointer { r in
-                    matmul(r.baseAddress!, ldo: rows, input, ldx: ldi, n: n,
-                           WeightMatrix(dtype: .f32, rows: rows, cols: cols, base: v.baseAddress!), pool: pool)
+    /// out[r, outDim] += x[r, inDim] · ΔWᵀ for every row r of every segment whose variant has
+    /// unmerged entries for this matrix (`entries`). The rows of one variant are gathered from
+    /// all its segments and go through each entry's product once, on the same `gk_matmul`
+    /// kernels as the base product (so a variant's delta bytes are read once per step, not once
+    /// per sequence). Each output element is reduced in a fixed order whatever the batch and
+    /// entries are added in a fixed order, so a row's result depends only on that row and its
+    /// variant (batch invariance).
+    private func applyUnmerged(out: UnsafeMutablePointer<Float>, ldo: Int, x: UnsafeMutablePointer<Float>, ldx: Int,
+                               segments: [Segment], outDim: Int, inDim: Int, _ entriesOf: (Variant) -> [PackedDelta]?) {
+        for (i, segment) in segments.enumerated() {
+            guard let variant = segment.variant, let entries = entriesOf(variant), !entries.isEmpty else { continue }
+            // Each variant once, at its first segment.
+            if segments[..<i].contains(where: { $0.variant === variant }) { continue }
+            var m = 0, parts = 0
+            for s in segments[i...] where s.variant === variant { m += s.rows.count; parts += 1 }
+            guard m > 0 else { continue }
+            // The variant's rows as one [m, ·] block: in place when they are contiguous.
+            let xs: UnsafeMutablePointer<Float>, lds: Int
+            if parts == 1 {
+                xs = x + segment.rows.lowerBound * ldx
+                lds = ldx
+            } else {
+                xs = scratch.buffer(0, count: m * inDim)
+                lds = inDim
+                var g = 0
+                for s in segments[i...] where s.variant === variant {
+                    for r in s.rows { (xs + g * inDim).update(from: x + r * ldx, count: inDim); g += 1 }
                 }
             }
-            return result
-        }
-        switch entry {
-        case .dense(let values):
-            let d = product(values, rows: outDim, cols: inDim, x, ldi: ldx)
-            for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += d[t * outDim + r] } }
-        case .rows(let indices, let values):
-            values.withUnsafeBufferPointer { v in
-                for t in 0..<n {
-                    for (i, r) in indices.enumerated() {
-                        out[t * ldo + r] += dot(v.baseAddress! + i * inDim, x + t * ldx, count: inDim)
+            /// Calls body(g, r) for the g-th row of the block, row r of the step.
+            func forEachRow(_ body: (Int, Int) -> Void) {
+                var g = 0
+                for s in segments[i...] where s.variant === variant {
+                    for r in s.rows { body(g, r); g += 1 }
+                }
+            }
+            for e in entries {
+                switch e.kind {
+                case .rows:
+                    let k = e.indices.count
+                    let tmp = scratch.buffer(1, count: m * k)
+                    matmul(tmp, ldo: k, xs, ldx: lds, n: m, e.first, pool: pool)
+                    e.indices.withUnsafeBufferPointer { idx in
+                        forEachRow { g, r in
+                            let o = out + r * ldo, t = tmp + g * k
+                            for j in 0..<k { o[Int(idx[j])] += t[j] }
+                        }
+                    }
+                case .dense, .columns, .lowRank:
+                    let tmp = scratch.buffer(1, count: m * outDim)
+                    switch e.kind {
+                    case .columns:
+                        let k = e.indices.count
+                        let xc = scratch.buffer(2, count: m * k)
+                        e.indices.withUnsafeBufferPointer { idx in
+                            for g in 0..<m { for j in 0..<k { xc[g * k + j] = xs[g * lds + Int(idx[j])] } }
+                        }
+                        matmul(tmp, ldo: outDim, xc, ldx: k, n: m, e.first, pool: pool)
+                    case .lowRank:
+                        let rank = e.first.rows
+                        let hidden = scratch.buffer(2, count: m * rank)
+                        matmul(hidden, ldo: rank, xs, ldx: lds, n: m, e.first, pool: pool)          // A·x: [m, r]
+                        matmul(tmp, ldo: outDim, hidden, ldx: rank, n: m, e.second!, pool: pool)   // B·(A·x)
+                    default:
+                        matmul(tmp, ldo: outDim, xs, ldx: lds, n: m, e.first, pool: pool)
+                    }
+                    let scale = e.scale
+                    forEachRow { g, r in
+                        let o = out + r * ldo, t = tmp + g * outDim
+                        if e.kind == .lowRank {
+                            for j in 0..<outDim { o[j] += scale * t[j] }
+                        } else {
+                            for j in 0..<outDim { o[j] += t[j] }
+                        }
                     }
                 }
             }
-        case .columns(let indices, let values):
-            let k = indices.count
-            var gathered = [Float](repeating: 0, count: n * k)
-            for t in 0..<n { for (j, c) in indices.enumerated() { gathered[t * k + j] = x[t * ldx + c] } }
-            let d = gathered.withUnsafeBufferPointer { product(values, rows: outDim, cols: k, $0.baseAddress!, ldi: k) }
-            for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += d[t * outDim + r] } }
-        case .lowRank(let a, let b, let rank, let scale):
-            let hidden = product(a, rows: rank, cols: inDim, x, ldi: ldx)                 // A·x: [n, r]
-            let d = hidden.withUnsafeBufferPointer { product(b, rows: outDim, cols: rank, $0.baseAddress!, ldi: rank) }
-            for t in 0..<n { for r in 0..<outDim { out[t * ldo + r] += scale * d[t * outDim + r] } }
         }
     }
 }
@@ -354,4 +426,22 @@ public struct ForwardTrace: @unchecked Sendable {
     public var attentionWeights: ((Int, Int, Int, UnsafePointer<Float>, Int) -> Void)?
 
     public init() {}
+}
+
+/// Growable f32 buffers, kept from one step to the next.
+final class Scratch: @unchecked Sendable {
+    private var slots: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+
+    /// Slot `slot` with room for at least `count` floats (contents undefined).
+    func buffer(_ slot: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while slots.count <= slot { slots.append((UnsafeMutablePointer<Float>.allocate(capacity: 1), 1)) }
+        if slots[slot].capacity < count {
+            slots[slot].pointer.deallocate()
+            let capacity = max(count, slots[slot].capacity * 2)
+            slots[slot] = (UnsafeMutablePointer<Float>.allocate(capacity: capacity), capacity)
+        }
+        return slots[slot].pointer
+    }
+
+    deinit { for s in slots { s.pointer.deallocate() } }
 }

@@ -11,6 +11,8 @@ struct VariantSpec: Sendable {
     var operatorPaths = false
     var mode: VariantMode = .unmerged
     var bounds = DeltaBounds()
+    /// The element type unmerged delta values are held in (`delta_dtype`).
+    var valueType: DeltaValueType = .auto
 }
 
 /// The served variants, owned by the loop thread. A request resolves its `model` here once, at

@@ -189,12 +189,12 @@ extension GraftServer {
             // Plugins never run in the server's process (runPluginBuild).
             guard let pluginDelta else { throw TransferError.plugin(name: plugin, "plugin variants are built in a child process") }
             let delta = try builder.readDelta(operatorPath: pluginDelta)
-            return try builder.build(name: name, deltas: [("plugin:" + plugin, delta)], mode: spec.mode, bounds: spec.bounds)
+            return try builder.build(name: name, deltas: [("plugin:" + plugin, delta)], mode: spec.mode, bounds: spec.bounds, valueType: spec.valueType)
         }
         let deltas = try spec.deltas.map { path in
             (origin: path, delta: spec.operatorPaths ? try builder.readDelta(operatorPath: path) : try builder.readDelta(relativePath: path))
         }
-        return try builder.build(name: name, deltas: deltas, mode: spec.mode, bounds: spec.bounds)
+        return try builder.build(name: name, deltas: deltas, mode: spec.mode, bounds: spec.bounds, valueType: spec.valueType)
     }
 
     static func apiError(_ error: Error) -> APIError {
@@ -220,7 +220,8 @@ extension GraftServer {
 
     // MARK: JSON
 
-    /// `{"name", "delta": path | [paths], "mode": "unmerged"|"merged", "bounds": {"max_abs_value", "max_relative_norm"}}`.
+    /// `{"name", "delta": path | [paths], "mode": "unmerged"|"merged", "delta_dtype": "auto"|"f32"|"bf16",
+    /// "bounds": {"max_abs_value", "max_relative_norm"}}`.
     func parseSpec(_ body: JSONValue, name fixedName: String?) throws(APIError) -> (String, VariantSpec) {
         guard body.members != nil else { throw .invalid("The body must be a JSON object.") }
         let name: String
@@ -261,6 +262,12 @@ extension GraftServer {
             guard let mode = VariantMode(rawValue: m) else { throw .invalid("mode must be 'unmerged' or 'merged'.", param: "mode") }
             spec.mode = mode
         }
+        if let t = try body.optionalString("delta_dtype") {
+            guard let valueType = DeltaValueType(rawValue: t) else {
+                throw .invalid("delta_dtype must be 'auto' (bf16 over a 16-bit base, else f32), 'f32' or 'bf16'.", param: "delta_dtype")
+            }
+            spec.valueType = valueType
+        }
         if let b = body["bounds"], !b.isNull {
             guard b.members != nil else { throw .invalid("bounds must be an object.", param: "bounds") }
             func bound(_ key: String) throws(APIError) -> Float? {
@@ -300,7 +307,7 @@ extension GraftServer {
             ("content_fingerprint", .string(p.contentFingerprint)),
             ("default", .bool(registry.defaultName == entry.variant.name)), ("quarantined", .bool(entry.quarantined)),
             ("mode", .string(p.mode.rawValue)), ("resident_bytes", .int(p.residentBytes)),
-            ("tensors", .int(entry.variant.deltas.count)),
+            ("tensors", .int(entry.variant.targets.count)), ("delta_dtype", .string(p.valueType)),
             ("bounds", .object([("max_abs_value", bound(p.bounds.maxAbsValue)), ("max_relative_norm", bound(p.bounds.maxRelativeNorm))])),
             ("provenance", .array(sources)),
         ])

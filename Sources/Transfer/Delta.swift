@@ -76,14 +76,18 @@ public struct DeltaMetadata: Sendable, Equatable {
     }
 }
 
-/// The shape `[out, in]` of every matrix a delta may touch in `weights`, by target name.
+/// The shape `[out, in]` of every matrix a delta may touch in `weights`, by target name: the
+/// layers' projections, the embedding and (when untied) the lm head.
 public func deltaTargets(of weights: ModelWeights) -> [String: (rows: Int, cols: Int)] {
     var out: [String: (rows: Int, cols: Int)] = [:]
-    for (layer, lw) in weights.layers.enumerated() {
-        for module in LayerModule.allCases {
-            let m = lw.matrix(module)
-            out[module.tensorName(layer: layer)] = (m.rows, m.cols)
-        }
-    }
+    for (name, shape) in weights.deltaTargetShapes where shape.count == 2 { out[name] = (shape[0], shape[1]) }
+    return out
+}
+
+/// The length of every 1-D tensor a delta may touch in `weights` (norm weights, Qwen2's q/k/v
+/// biases), by target name. They take dense entries only.
+public func vectorDeltaTargets(of weights: ModelWeights) -> [String: Int] {
+    var out: [String: Int] = [:]
+    for (name, shape) in weights.deltaTargetShapes where shape.count == 1 { out[name] = shape[0] }
     return out
 }

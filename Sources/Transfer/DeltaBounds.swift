@@ -28,10 +28,25 @@ public enum DeltaValidator {
             throw TransferError.fingerprintMismatch(expected: fingerprint, found: delta.metadata.modelFingerprint)
         }
         for target in delta.entries.keys.sorted() {
-            guard let (layer, module) = LayerModule.parse(target), layer < weights.layers.count else {
-                throw TransferError.badEntry(tensor: target, "not a matrix of this model a delta can touch")
+            let w: WeightMatrix
+            switch weights.deltaTarget(named: target) {
+            case .failure(let why):
+                throw TransferError.badEntry(tensor: target, "\(why)")
+            case .success(.vector(let v)):
+                // A 1-D tensor: dense entries of its length, bounded against its base values.
+                let base = weights.baseVector(v)
+                for entry in delta.entries[target]! {
+                    guard case .dense(let d) = entry, d.count == base.count else {
+                        throw TransferError.badEntry(tensor: target, "a 1-D tensor of \(base.count) values takes only dense deltas of that length")
+                    }
+                    try base.withUnsafeBytes { b in
+                        try check(entry, target: target, w: WeightMatrix(dtype: .f32, rows: 1, cols: base.count, base: b.baseAddress!), bounds: bounds)
+                    }
+                }
+                continue
+            case .success(let t):
+                w = weights.matrix(t)!
             }
-            let w = weights.layers[layer].matrix(module)
             for entry in delta.entries[target]! {
                 if let problem = entry.validate(rows: w.rows, cols: w.cols) { throw TransferError.badEntry(tensor: target, problem) }
                 try check(entry, target: target, w: w, bounds: bounds)

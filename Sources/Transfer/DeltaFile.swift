@@ -14,7 +14,8 @@ public enum DeltaFile {
     /// Reads and checks a delta against the shapes of its target model (`targets`, from
     /// `deltaTargets(of:)`): every name must be a target, every shape must fit, pairs complete.
     /// Values are not bounds-checked here (`DeltaValidator` does it).
-    public static func read(path: String, targets: [String: (rows: Int, cols: Int)]) throws -> Delta {
+    /// `vectors` (from `vectorDeltaTargets(of:)`) are the 1-D targets, which take `.dense` `[n]` only.
+    public static func read(path: String, targets: [String: (rows: Int, cols: Int)], vectors: [String: Int] = [:]) throws -> Delta {
         let file: SafeTensorsFile
         do {
             file = try SafeTensorsFile(path: path)
@@ -43,6 +44,13 @@ public enum DeltaFile {
                 throw TransferError.badEntry(tensor: name, "the name has none of the suffixes \(suffixes.joined(separator: ", "))")
             }
             let target = String(name.dropLast(suffix.count))
+            if let n = vectors[target] {
+                guard suffix == ".dense" else {
+                    throw TransferError.badEntry(tensor: name, "'\(target)' is a 1-D tensor: only a .dense [\(n)] delta can touch it")
+                }
+                byTarget[target, default: [:]][suffix] = try file.info(name)
+                continue
+            }
             guard targets[target] != nil else {
                 throw TransferError.badEntry(tensor: name, "'\(target)' is not a matrix of this model a delta can touch (hint: wrong base model?)")
             }
@@ -52,6 +60,12 @@ public enum DeltaFile {
         var entries: [String: [DeltaEntry]] = [:]
         for target in byTarget.keys.sorted() {
             let parts = byTarget[target]!
+            if let n = vectors[target] {
+                let info = parts[".dense"]!
+                guard info.shape == [n] else { throw TransferError.badEntry(tensor: target + ".dense", "shape \(info.shape), expected [\(n)]") }
+                entries[target] = [.dense(values: try readFloats(file, info))]
+                continue
+            }
             let (out, inDim) = targets[target]!
             func floats(_ suffix: String, shape: [Int]) throws -> [Float] {
                 let name = target + suffix
@@ -118,13 +132,20 @@ public enum DeltaFile {
 
     /// Writes `delta` as a Graft delta file (write-new + rename: readers see the old file or
     /// the new one). Values are stored in f32, indices in i32.
-    public static func write(_ delta: Delta, shapes: [String: (rows: Int, cols: Int)], to path: String) throws {
+    public static func write(_ delta: Delta, shapes: [String: (rows: Int, cols: Int)], vectors: [String: Int] = [:], to path: String) throws {
         var meta = delta.metadata.dictionary
         var writer = SafeTensorsWriter()
         let scales = Set(delta.entries.values.joined().compactMap { e -> Float? in
             if case .lowRank(_, _, _, let s) = e { return s } else { return nil }
         })
         for target in delta.entries.keys.sorted() {
+            if let n = vectors[target] {
+                guard delta.entries[target]!.count == 1, case .dense(let v) = delta.entries[target]![0], v.count == n else {
+                    throw TransferError.badEntry(tensor: target, "a 1-D tensor takes one dense entry of \(n) values")
+                }
+                try writer.add(target + ".dense", dtype: .f32, shape: [n], values: v)
+                continue
+            }
             guard let (out, inDim) = shapes[target] else {
                 throw TransferError.badEntry(tensor: target, "not a matrix of the target model")
             }

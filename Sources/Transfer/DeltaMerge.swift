@@ -25,7 +25,7 @@ public enum DeltaMerge {
     }
 
     public static func merge(_ deltas: [Delta], weights: [Float]? = nil, operator op: Operator,
-                             shapes: [String: (rows: Int, cols: Int)]) throws -> Delta {
+                             shapes: [String: (rows: Int, cols: Int)], vectors: [String: Int] = [:]) throws -> Delta {
         guard let first = deltas.first else { throw TransferError.badEntry(tensor: "", "nothing to merge") }
         let w = weights ?? [Float](repeating: 1, count: deltas.count)
         guard w.count == deltas.count, w.allSatisfy(\.isFinite) else {
@@ -45,7 +45,10 @@ public enum DeltaMerge {
         var out: [String: [DeltaEntry]] = [:]
         let targets = Set(deltas.flatMap(\.entries.keys)).sorted()
         for target in targets {
-            guard let (rows, cols) = shapes[target] else { throw TransferError.badEntry(tensor: target, "not a matrix of the target model") }
+            // 1-D targets (norm weights, biases: `vectors`) merge as one-row matrices.
+            guard let (rows, cols) = shapes[target] ?? vectors[target].map({ (1, $0) }) else {
+                throw TransferError.badEntry(tensor: target, "not a tensor of the target model a delta can touch")
+            }
             let n = rows * cols
             // Each delta's Δ for this tensor, dense (zero where it does not touch it).
             var parts: [[Float]] = deltas.map { d in

@@ -14,7 +14,11 @@ public enum VariantApply {
         let weights = try ModelWeights(config: try ModelConfig.load(directory: modelDirectory), storage: storage)
         let builder = VariantBuilder(weights: weights, deltaDirectory: nil)
         let deltas = try deltaPaths.map { (origin: $0, delta: try builder.readDelta(operatorPath: $0)) }
-        let (variant, _) = try builder.build(name: "apply", deltas: deltas, bounds: bounds)
+        // Validates (names, shapes, fingerprint, values, bounds); the merge below uses the f32
+        // entries as read, not the variant's packed copy.
+        _ = try builder.build(name: "apply", deltas: deltas, bounds: bounds, valueType: .f32)
+        var combined: [String: [DeltaEntry]] = [:]
+        for (_, delta) in deltas { for (target, entries) in delta.entries { combined[target, default: []] += entries } }
 
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         for file in try FileManager.default.contentsOfDirectory(atPath: input)
@@ -32,13 +36,13 @@ public enum VariantApply {
             let info = try storage.info(name)
             let raw = try storage.data(name)
             nonisolated(unsafe) let source = raw
-            guard let entries = variant.deltas[name], info.rank == 2 else {
+            guard let entries = combined[name], info.rank == 2 || info.rank == 1 else {
                 try writer.add(name, dtype: info.dtype, shape: info.shape) { buffer in
                     if source.count > 0 { buffer.copyMemory(from: source) }
                 }
                 continue
             }
-            let rows = info.shape[0], cols = info.shape[1], dtype = info.dtype
+            let rows = info.rank == 2 ? info.shape[0] : 1, cols = info.shape.last!, dtype = info.dtype
             try writer.add(name, dtype: dtype, shape: info.shape) { buffer in
                 let w = WeightMatrix(dtype: dtype, rows: rows, cols: cols, base: source.baseAddress!)
                 var merged = [Float](repeating: 0, count: rows * cols)

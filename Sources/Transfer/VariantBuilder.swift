@@ -22,7 +22,8 @@ public struct VariantProvenance: Sendable, Equatable {
     /// order: what the variant computes with, not its name (an evaluation's cache key).
     public var contentFingerprint: String {
         var h = SHA256Digest()
-        h.update("graft-variant\u{0}" + modelFingerprint + "\u{0}" + mode.rawValue + "\u{0}")
+        // The storage type too: bf16-held delta values serve (slightly) different logits.
+        h.update("graft-variant\u{0}" + modelFingerprint + "\u{0}" + mode.rawValue + "\u{0}" + valueType + "\u{0}")
         for s in sources { h.update(s.contentHash + "\u{0}") }
         return "sha256:" + h.hexDigest()
     }
@@ -31,13 +32,16 @@ public struct VariantProvenance: Sendable, Equatable {
     public var mode: VariantMode
     public var bounds: DeltaBounds
     public var residentBytes: Int
+    /// The element type unmerged delta values are held in (`f32` or `bf16`).
+    public var valueType: String
 
-    public init(sources: [Source], modelFingerprint: String, mode: VariantMode, bounds: DeltaBounds, residentBytes: Int) {
+    public init(sources: [Source], modelFingerprint: String, mode: VariantMode, bounds: DeltaBounds, residentBytes: Int, valueType: String = "f32") {
         self.sources = sources
         self.modelFingerprint = modelFingerprint
         self.mode = mode
         self.bounds = bounds
         self.residentBytes = residentBytes
+        self.valueType = valueType
     }
 }
 
@@ -50,6 +54,8 @@ public final class VariantBuilder: Sendable {
     /// The folder delta paths are relative to; resolved at each read, so it may appear later.
     public let deltaDirectory: String?
     let targets: [String: Shape]
+    /// 1-D targets (norm weights, biases) → length.
+    public let vectors: [String: Int]
     struct Shape: Sendable { let rows: Int, cols: Int }
 
     public init(weights: ModelWeights, deltaDirectory: String?) {
@@ -57,6 +63,7 @@ public final class VariantBuilder: Sendable {
         self.fingerprint = weights.fingerprint
         self.deltaDirectory = deltaDirectory
         targets = deltaTargets(of: weights).mapValues { Shape(rows: $0.rows, cols: $0.cols) }
+        vectors = vectorDeltaTargets(of: weights)
     }
 
     /// Largest private copy a merged variant may make; nil: half of MemAvailable.
@@ -86,16 +93,20 @@ public final class VariantBuilder: Sendable {
     }
 
     /// Validates `deltas` and makes the variant (its provenance names each delta's origin).
+    /// `valueType` is the element type unmerged delta values are kept in (`DeltaValueType`).
     public func build(name: String, deltas: [(origin: String, delta: Delta)], mode: VariantMode = .unmerged,
-                      bounds: DeltaBounds = DeltaBounds()) throws -> (Variant, VariantProvenance) {
+                      bounds: DeltaBounds = DeltaBounds(), valueType: DeltaValueType = .auto) throws -> (Variant, VariantProvenance) {
         var combined: [String: [DeltaEntry]] = [:]
         for (_, delta) in deltas {
             try DeltaValidator.validate(delta, weights: weights, fingerprint: fingerprint, bounds: bounds)
             for (target, entries) in delta.entries { combined[target, default: []] += entries }
         }
         if mode == .merged {
-            // A merged variant holds an f32 copy of every touched matrix: refuse what would not fit.
-            let needed = combined.keys.reduce(0) { sum, t in sum + (targets[t].map { $0.rows * $0.cols * 4 } ?? 0) }
+            // A merged variant holds an f32 copy of every touched layer matrix: refuse what would
+            // not fit. (Embedding and lm head deltas stay unmerged; 1-D copies are tiny.)
+            let needed = combined.keys.reduce(0) { sum, t in
+                sum + (LayerModule.parse(t) == nil ? 0 : targets[t].map { $0.rows * $0.cols * 4 } ?? 0)
+            }
             let limit = mergedMemoryLimitBytes ?? Self.availableMemoryBytes().map { $0 / 2 } ?? Int.max
             guard needed <= limit else {
                 throw TransferError.outOfBounds(tensor: name, "merged mode needs \(needed >> 20) MiB of private copies; \(limit >> 20) MiB may be used (hint: mode unmerged holds only the delta)")
@@ -103,14 +114,15 @@ public final class VariantBuilder: Sendable {
         }
         let variant: Variant
         do {
-            variant = try Variant(name: name, weights: weights, deltas: combined, mode: mode)
+            variant = try Variant(name: name, weights: weights, deltas: combined, mode: mode, valueType: valueType)
         } catch let error as ModelError {
             if case .badTensor(let t, let why) = error { throw TransferError.badEntry(tensor: t, why) }
             throw TransferError.badEntry(tensor: name, "\(error)")
         }
         let provenance = VariantProvenance(sources: deltas.map { .init(origin: $0.origin, metadata: $0.delta.metadata.dictionary,
                                                                        contentHash: $0.delta.contentHash) },
-                                           modelFingerprint: fingerprint, mode: mode, bounds: bounds, residentBytes: variant.residentBytes)
+                                           modelFingerprint: fingerprint, mode: mode, bounds: bounds, residentBytes: variant.residentBytes,
+                                           valueType: variant.valueType.rawValue.lowercased())
         return (variant, provenance)
     }
 
@@ -126,13 +138,13 @@ public final class VariantBuilder: Sendable {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             return try PEFTAdapter.read(directory: path, targets: shapes, fingerprint: fingerprint)
         }
-        return try DeltaFile.read(path: path, targets: shapes)
+        return try DeltaFile.read(path: path, targets: shapes, vectors: vectors)
     }
 
     /// Reads, validates and builds a variant from delta files in the delta directory.
     public func build(name: String, deltaPaths: [String], mode: VariantMode = .unmerged,
-                      bounds: DeltaBounds = DeltaBounds()) throws -> (Variant, VariantProvenance) {
+                      bounds: DeltaBounds = DeltaBounds(), valueType: DeltaValueType = .auto) throws -> (Variant, VariantProvenance) {
         let deltas = try deltaPaths.map { (origin: $0, delta: try readDelta(relativePath: $0)) }
-        return try build(name: name, deltas: deltas, mode: mode, bounds: bounds)
+        return try build(name: name, deltas: deltas, mode: mode, bounds: bounds, valueType: valueType)
     }
 }

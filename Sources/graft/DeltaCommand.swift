@@ -90,8 +90,9 @@ struct DeltaMergeCommand: ParsableCommand {
             }
         }
         do {
-            let merged = try DeltaMerge.merge(try inputs.map { try readDelta(builder, $0) }, weights: w, operator: operation, shapes: builder.shapes)
-            try DeltaFile.write(merged, shapes: builder.shapes, to: output)
+            let merged = try DeltaMerge.merge(try inputs.map { try readDelta(builder, $0) }, weights: w, operator: operation,
+                                              shapes: builder.shapes, vectors: builder.vectors)
+            try DeltaFile.write(merged, shapes: builder.shapes, vectors: builder.vectors, to: output)
             print("wrote \(output): \(merged.entries.count) tensors, \(merged.byteCount) bytes")
         } catch let e as CLIError {
             throw e

@@ -4,6 +4,28 @@ import LanguageModel
 import TensorCore
 import Transfer
 
+#if os(Linux)
+/// glibc's `malloc_trim` (not in the Glibc module's headers).
+@_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif
+
+/// RssAnon of this process in bytes (Linux /proc): resident anonymous memory, so without the
+/// model's file-backed pages that validation and decode touch. 0 where unavailable.
+func anonymousResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("RssAnon:") {
+        return (line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0) * 1024
+    }
+    return 0
+}
+
+/// Returns freed heap memory to the system where the C library can (glibc's malloc_trim).
+func trimHeap() {
+    #if os(Linux)
+    _ = glibcMallocTrim(0)
+    #endif
+}
+
 /// `graft variant apply`: a merged model folder (W + Δ) from a model and deltas, offline.
 struct VariantCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,7 +56,8 @@ struct VariantApplyCommand: ParsableCommand {
 }
 
 /// `graft variant bench`: what `POST /v1/variants {"plugin": …}` costs before publication —
-/// the plugin's run, validation, the variant's build — and the variant's resident bytes.
+/// the plugin's run, validation, the variant's build — and the variant's resident bytes; with
+/// `--decode-batch`, decode throughput of a batch mixing base and 3 variants against base alone.
 struct VariantBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Time a plugin variant from run to a publishable Variant.")
     @Option(help: "Model folder.") var model: String
@@ -42,12 +65,15 @@ struct VariantBenchCommand: ParsableCommand {
     @Option(help: "The plugin's params (JSON).") var params = #"{"density": 0.1, "scale": 0.001}"#
     @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
     @Option(help: "unmerged or merged.") var mode = "unmerged"
+    @Option(help: "Element type of unmerged delta values: auto (bf16 over a 16-bit base), f32 or bf16.") var deltaDtype = "auto"
     @Option(help: "Also time decode of a batch of this many sequences: base alone, then base and 3 variants mixed (0: skip).")
     var decodeBatch = 0
-    @Option(help: "Decode steps timed.") var steps = 16
+    @Option(help: "Decode steps timed per run.") var steps = 16
+    @Option(help: "Runs of base and of mixed, alternated; medians are reported.") var repeats = 5
 
     func run() throws {
         guard let m = LanguageModel.VariantMode(rawValue: mode) else { throw ValidationError("--mode must be unmerged or merged") }
+        guard let valueType = DeltaValueType(rawValue: deltaDtype) else { throw ValidationError("--delta-dtype must be auto, f32 or bf16") }
         let t0 = Date()
         let builder = try deltaBuilder(model: model)
         let t1 = Date()
@@ -55,36 +81,64 @@ struct VariantBenchCommand: ParsableCommand {
         do {
             let delta = try host.run(plugin, params: params, weights: builder.weights)
             let t2 = Date()
-            let (variant, _) = try builder.build(name: "bench", deltas: [("plugin:" + plugin, delta)], mode: m)
+            let (variant, _) = try builder.build(name: "bench", deltas: [("plugin:" + plugin, delta)], mode: m, valueType: valueType)
             let t3 = Date()
             let modelBytes = builder.weights.storage.files.reduce(0) { $0 + $1.fileSize }
-            if decodeBatch > 0 {
-                // Base alone vs base + 3 variants (the seeds differ), round-robin over the batch.
-                var variants: [Variant?] = [nil]
-                for seed in 1...3 {
-                    var p = (try? JSONSerialization.jsonObject(with: Data(params.utf8))) as? [String: Any] ?? [:]
-                    p["seed"] = seed
-                    let text = String(decoding: try JSONSerialization.data(withJSONObject: p), as: UTF8.self)
-                    variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", try host.run(plugin, params: text, weights: builder.weights))], mode: m).0)
-                }
-                let model = Model(weights: builder.weights, pool: WorkerPool())
-                func tokensPerSecond(_ pick: (Int) -> Variant?) throws -> Double {
-                    let caches = (0..<decodeBatch).map { _ in model.makeCache(maxTokens: 16 + steps) }
-                    _ = try model.forward((0..<decodeBatch).map { ForwardInput(cache: caches[$0], tokens: [1, 2, 3, 4], variant: pick($0)) })
-                    let start = Date()
-                    for _ in 0..<steps {
-                        _ = try model.forward((0..<decodeBatch).map { ForwardInput(cache: caches[$0], tokens: [5], variant: pick($0)) })
-                    }
-                    return Double(decodeBatch * steps) / Date().timeIntervalSince(start)
-                }
-                let base = try tokensPerSecond { _ in nil }
-                let mixed = try tokensPerSecond { variants[$0 % 4] }
-                print(String(format: #"{"decode_batch": %d, "base_tokens_per_s": %.1f, "mixed_tokens_per_s": %.1f, "ratio": %.3f}"#,
-                             decodeBatch, base, mixed, mixed / base))
-            }
-            print(String(format: #"{"model_load_s": %.3f, "plugin_s": %.3f, "validate_build_s": %.3f, "post_to_publish_s": %.3f, "tensors": %d, "resident_bytes": %d, "model_bytes": %d}"#,
+            print(String(format: #"{"model_load_s": %.3f, "plugin_s": %.3f, "validate_build_s": %.3f, "post_to_publish_s": %.3f, "tensors": %d, "delta_bytes": %d, "resident_bytes": %d, "delta_dtype": "\#(variant.valueType.rawValue.lowercased())", "model_bytes": %d}"#,
                          t1.timeIntervalSince(t0), t2.timeIntervalSince(t1), t3.timeIntervalSince(t2), t3.timeIntervalSince(t1),
-                         variant.deltas.count, variant.residentBytes, modelBytes))
+                         variant.targets.count, delta.byteCount, variant.residentBytes, modelBytes))
+            guard decodeBatch > 0 else { return }
+            let model = Model(weights: builder.weights, pool: WorkerPool())
+            // Base alone vs base + 3 variants (the seeds differ), round-robin over the batch.
+            var variants: [Variant?] = [nil]
+            var deltaBytes: [Int] = []
+            // RSS before and after, with freed heap memory handed back to the system first (the
+            // plugins' f32 outputs are freed as each build ends; glibc would keep them resident).
+            trimHeap()
+            let rss0 = anonymousResidentBytes()
+            for seed in 1...3 {
+                var p = (try? JSONSerialization.jsonObject(with: Data(params.utf8))) as? [String: Any] ?? [:]
+                p["seed"] = seed
+                let text = String(decoding: try JSONSerialization.data(withJSONObject: p), as: UTF8.self)
+                let d = try host.run(plugin, params: text, weights: builder.weights)
+                deltaBytes.append(d.byteCount)
+                variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", d)], mode: m, valueType: valueType).0)
+            }
+            trimHeap()
+            let rssPerVariant = (anonymousResidentBytes() - rss0) / 3
+            // Accuracy of the storage type: the same delta held in f32 and in bf16, one prompt's logits.
+            let prompt = (0..<32).map { ($0 * 97 + 13) % model.config.vocabSize }
+            func logits(_ v: Variant?) throws -> [Float] {
+                try model.forward([ForwardInput(cache: model.makeCache(maxTokens: 64), tokens: prompt, variant: v)])[0][0]
+            }
+            let exact = try logits(try builder.build(name: "f32", deltas: [("bench", delta)], mode: .unmerged, valueType: .f32).0)
+            let rounded = try logits(try builder.build(name: "bf16", deltas: [("bench", delta)], mode: .unmerged, valueType: .bf16).0)
+            let baseLogits = try logits(nil)
+            let storageDiff = zip(exact, rounded).map { abs($0 - $1) }.max() ?? 0
+            let deltaEffect = zip(exact, baseLogits).map { abs($0 - $1) }.max() ?? 0
+            print(String(format: #"{"logits_max_abs_diff_f32_vs_bf16_values": %.3g, "logits_max_abs_diff_variant_vs_base": %.3g, "argmax_equal": \#(Sampler.argmax(exact) == Sampler.argmax(rounded))}"#,
+                         Double(storageDiff), Double(deltaEffect)))
+
+            func tokensPerSecond(_ pick: (Int) -> Variant?) throws -> Double {
+                let caches = (0..<decodeBatch).map { _ in model.makeCache(maxTokens: 16 + steps) }
+                _ = try model.forward((0..<decodeBatch).map { ForwardInput(cache: caches[$0], tokens: [1, 2, 3, 4], variant: pick($0)) })
+                let start = Date()
+                for _ in 0..<steps {
+                    _ = try model.forward((0..<decodeBatch).map { ForwardInput(cache: caches[$0], tokens: [5], variant: pick($0)) })
+                }
+                return Double(decodeBatch * steps) / Date().timeIntervalSince(start)
+            }
+            var base: [Double] = [], mixed: [Double] = [], ratios: [Double] = []
+            for _ in 0..<max(repeats, 1) {
+                let b = try tokensPerSecond { _ in nil }
+                let x = try tokensPerSecond { variants[$0 % 4] }
+                base.append(b); mixed.append(x); ratios.append(x / b)
+            }
+            func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+            let resident = variants.compactMap { $0?.residentBytes }
+            print(String(format: #"{"decode_batch": %d, "repeats": %d, "base_tokens_per_s": %.1f, "mixed_tokens_per_s": %.1f, "ratio": %.3f, "ratio_min": %.3f, "ratio_max": %.3f, "delta_bytes_per_variant": %d, "resident_bytes_per_variant": %d, "rss_anon_growth_per_variant": %d}"#,
+                         decodeBatch, ratios.count, median(base), median(mixed), median(ratios), ratios.min()!, ratios.max()!,
+                         deltaBytes.reduce(0, +) / 3, resident.reduce(0, +) / 3, rssPerVariant))
         } catch {
             throw CLIError("\(error)")
         }

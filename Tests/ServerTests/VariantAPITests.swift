@@ -92,6 +92,15 @@ import Transfer
         let merged = try admin(s, "POST", "/v1/variants", ["name": "v1m", "delta": "strong.safetensors", "bounds": bounds, "mode": "merged"])
         #expect(merged.status == 201, "\(merged.text)")
         #expect(text(try complete(s, model: "v1m")) == text(v))
+        // The delta values' element type: auto is f32 over this f32 base; bf16 on request.
+        #expect(created.json["delta_dtype"] as? String == "f32")
+        let half = try admin(s, "POST", "/v1/variants", ["name": "v1h", "delta": "strong.safetensors", "bounds": bounds, "delta_dtype": "bf16"])
+        #expect(half.status == 201, "\(half.text)")
+        #expect(half.json["delta_dtype"] as? String == "bf16")
+        #expect((half.json["resident_bytes"] as? Int ?? 0) * 2 == (created.json["resident_bytes"] as? Int ?? 0))
+        #expect(try complete(s, model: "v1h").status == 200)
+        #expect(try admin(s, "DELETE", "/v1/variants/v1h").status == 200)
+        #expect(try admin(s, "POST", "/v1/variants", ["name": "v1x", "delta": "strong.safetensors", "delta_dtype": "f8"]).status == 400)
 
         // Default routing.
         #expect(try admin(s, "POST", "/v1/variants/v1/default").status == 200)

@@ -20,6 +20,22 @@ import Testing
         #expect(m.metadata.strategy == "merge-sum")
     }
 
+    /// 1-D targets (a full fine-tune's norm weights and biases) merge too, and write as `[n]`.
+    @Test func vectorTargetsMergeAndRoundTrip() throws {
+        let norm = "model.norm.weight"
+        let a = Delta(entries: [norm: [.dense(values: [1, 2, 3])]], metadata: DeltaMetadata(modelFingerprint: "fp", strategy: "a"))
+        let b = Delta(entries: [norm: [.dense(values: [3, 2, 1])], t: [.dense(values: [1, 1, 1, 1])]],
+                      metadata: DeltaMetadata(modelFingerprint: "fp", strategy: "b"))
+        let m = try DeltaMerge.merge([a, b], weights: [1, 0.5], operator: .sum, shapes: shapes, vectors: [norm: 3])
+        #expect(m.entries[norm] == [.dense(values: [2.5, 3, 3.5])])
+        #expect(throws: TransferError.self) { try DeltaMerge.merge([a], operator: .sum, shapes: shapes) }
+        let path = scratchDirectory("merge-vectors") + "/m.safetensors"
+        try DeltaFile.write(m, shapes: shapes, vectors: [norm: 3], to: path)
+        let back = try DeltaFile.read(path: path, targets: shapes, vectors: [norm: 3])
+        #expect(back.entries[norm] == m.entries[norm])
+        #expect(back.entries[t] == m.entries[t])
+    }
+
     @Test func ties() throws {
         let a = delta([4, 1, 0.5, -3]), b = delta([-1, 0.2, -3, -2])
         let m = try DeltaMerge.merge([a, b], operator: .ties(density: 0.5), shapes: shapes)
