@@ -157,75 +157,133 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
 }
 
-// Many tokens (prefill, batched decode): the weight rows of a block are widened once into an
-// f32 panel (zero-padded to a multiple of 16) and reused for every token of a token block, so
-// the widening and the weight reads are amortised. Per output element the operations are the
-// ones tile512 does (same chunks, same zeros in the tail lanes, same final reduction), so the
-// result is bit-identical to the direct path.
-INLINE512 void ptile512(int R, int J, float *out, size_t ldo, const float *x, size_t ldx,
-                        const float *panel, size_t pcols, size_t cols, size_t r) {
-    __m512 acc[4][6];
-    for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm512_setzero_ps();
+// Many tokens (prefill, batched decode): the weight rows of a 4-row block are widened once into
+// an f32 panel (zero-padded to a multiple of 16 columns and to 4 rows) and reused for every
+// token, 4 tokens per tile. Per output element the operations are the ones tile512 does: the
+// same 16-lane chunks in the same order, the same zeros in the tail lanes, and the same
+// halving tree over the 16 lanes (i+8, i+4, i+2, i+1, as _mm512_reduce_add_ps), here done for
+// 16 elements at once by a transpose-and-add (reduce16), so the result is bit-identical to the
+// direct path for any batch.
+// The next block's panel is widened while this block's tiles run (double buffering).
+
+// Sums each of v[0..15] over its 16 lanes with the halving tree; lane 4c+i of the result is the
+// sum of v[4i+c]. Every add pairs the same lanes that reduce_add's halving pairs (i with i+8,
+// then i+4, i+2, i+1) and float addition is commutative, so each sum equals
+// _mm512_reduce_add_ps(v[p]) bit for bit.
+INLINE512 __m512 reduce16(const __m512 v[16]) {
+    __m512 s8[8], s4[4], s2[2];
+    for (int i = 0; i < 8; i++) // lanes 0-7: v[2i] (l + l+8); lanes 8-15: v[2i+1]
+        s8[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),   // lo256 a, lo256 b
+                              _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));  // hi256 a, hi256 b
+    for (int i = 0; i < 4; i++) // 128-bit block c: v[4i+c], partials (l + l+4)
+        s4[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s8[2 * i], s8[2 * i + 1], 0x88),  // blocks 0,2 | 0,2
+                              _mm512_shuffle_f32x4(s8[2 * i], s8[2 * i + 1], 0xDD)); // blocks 1,3 | 1,3
+    for (int i = 0; i < 2; i++) // block c: [v[8i+c] (0+2), (1+3), v[8i+4+c] (0+2), (1+3)]
+        s2[i] = _mm512_add_ps(_mm512_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0x44),
+                              _mm512_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0xEE));
+    // block c: [v[c], v[4+c], v[8+c], v[12+c]], each (0+1)
+    return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
+}
+
+// Widens rows [a0, a1) of a 4-row block into its panel (rows past the matrix's end, `rows` and
+// up, are zeros), prefetching the same rows PF_ROWS further on: a deeper stream than the
+// hardware prefetcher keeps alone. Each tile of a block widens its share of the next block's
+// rows before its k loop, so the weight stream from memory overlaps the FMAs instead of stalling
+// before each block (measured faster than spreading single chunks over the k loop).
+#define PF_ROWS 16
+INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float *panel, size_t pcols,
+                          size_t cols, int a0, int a1) {
+    const size_t es = esize(t);
+    for (int a = a0; a < a1; a++) {
+        float *d = panel + a * pcols;
+        size_t k = 0;
+        if (a >= rows) {
+            for (; k < pcols; k += 16) _mm512_store_ps(d + k, _mm512_setzero_ps());
+            continue;
+        }
+        const char *src = w + a * rb;
+#ifndef GK_NO_PREFETCH
+        for (size_t b = 0; b < cols * es; b += 64) _mm_prefetch(src + PF_ROWS * rb + b, _MM_HINT_T2);
+#endif
+        for (; k + 16 <= cols; k += 16) _mm512_store_ps(d + k, ld512(t, src + k * es, 0, 0));
+        if (k < cols) _mm512_store_ps(d + k, ld512(t, src + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
+    }
+}
+
+// 4 panel rows × J ≤ 4 tokens: 16 accumulators, one reduce16, 4 rows stored per token.
+INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ldx,
+                        const float *panel, size_t pcols, size_t cols, int rows) {
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
     size_t k = 0;
     for (; k + 16 <= cols; k += 16) {
-        __m512 wv[4];
-        for (int a = 0; a < R; a++) wv[a] = _mm512_load_ps(panel + a * pcols + k);
+        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
+        __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
         for (int b = 0; b < J; b++) {
             __m512 xv = _mm512_loadu_ps(x + b * ldx + k);
-            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+            acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
+            acc[4 + b] = _mm512_fmadd_ps(w1, xv, acc[4 + b]);
+            acc[8 + b] = _mm512_fmadd_ps(w2, xv, acc[8 + b]);
+            acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
     if (k < cols) {
         __mmask16 m = (__mmask16)((1u << (cols - k)) - 1);
-        __m512 wv[4];
-        for (int a = 0; a < R; a++) wv[a] = _mm512_load_ps(panel + a * pcols + k);
+        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
+        __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
         for (int b = 0; b < J; b++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + k);
-            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+            acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
+            acc[4 + b] = _mm512_fmadd_ps(w1, xv, acc[4 + b]);
+            acc[8 + b] = _mm512_fmadd_ps(w2, xv, acc[8 + b]);
+            acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
-    for (int a = 0; a < R; a++)
-        for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
+    // acc[4a + b] is row a, token b; reduce16 puts it in lane 4b + a: token b's 4 rows are
+    // the 128-bit block b.
+    float sums[16] __attribute__((aligned(64)));
+    _mm512_store_ps(sums, reduce16(acc));
+    __mmask8 rm = (__mmask8)((1u << rows) - 1);
+    for (int b = 0; b < J; b++) _mm_mask_storeu_ps(out + b * ldo, rm, _mm_load_ps(sums + 4 * b));
 }
 
-#define PTILE_J(R, J, ...) switch (J) {                                                         \
-    case 6: ptile512(R, 6, __VA_ARGS__); break; case 5: ptile512(R, 5, __VA_ARGS__); break;     \
-    case 4: ptile512(R, 4, __VA_ARGS__); break; case 3: ptile512(R, 3, __VA_ARGS__); break;     \
-    case 2: ptile512(R, 2, __VA_ARGS__); break; default: ptile512(R, 1, __VA_ARGS__); break; }
-
-T512 static void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
+INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
                           const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
-    const size_t es = esize(t), rb = cols * es;
+    const size_t rb = cols * esize(t);
     const size_t pcols = (cols + 15) & ~(size_t)15;
-    float *panel = aligned_alloc(64, 4 * pcols * sizeof(float));
-    if (!panel) return;
+    float *panels = aligned_alloc(64, 2 * 4 * pcols * sizeof(float));
+    if (!panels) return;
+    float *cur = panels, *next = panels + 4 * pcols;
     // Token block: keep its activations (TB × cols f32) within about 1 MiB of L2.
     size_t tb = (1u << 20) / (cols * sizeof(float));
-    tb = tb < 6 ? 6 : tb > 96 ? 96 : tb - tb % 6;
+    tb = tb < 4 ? 4 : tb > 96 ? 96 : tb - tb % 4;
+    widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, pcols, cols, 0, 4);
     for (size_t j0 = 0; j0 < n; j0 += tb) {
         size_t jn = n - j0 < tb ? n - j0 : tb;
-        for (size_t r = r0; r < r1;) {
-            int R = r1 - r >= 4 ? 4 : 1;
-            for (int a = 0; a < R; a++) {
-                const char *row = w + (r + a) * rb;
-                float *dst = panel + a * pcols;
-                size_t k = 0;
-#ifndef GK_NO_PREFETCH
-                // The next block's row, while this block computes (weights stream from DRAM).
-                for (size_t pk = 0; pk < rb; pk += 64) _mm_prefetch(row + 4 * rb + pk, _MM_HINT_T0);
-#endif
-                for (; k + 16 <= cols; k += 16) _mm512_store_ps(dst + k, ld512(t, row + k * es, 0, 0));
-                if (k < cols) _mm512_store_ps(dst + k, ld512(t, row + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
+        int tiles = (int)((jn + 3) / 4);
+        for (size_t r = r0; r < r1; r += 4) {
+            int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
+            // The block after this one: the next 4 rows, or the first block of the next token
+            // block, or none.
+            size_t rn = r + 4 < r1 ? r + 4 : j0 + tb < n ? r0 : r1;
+            int nrows = rn < r1 ? (r1 - rn < 4 ? (int)(r1 - rn) : 4) : 0;
+            for (int ti = 0; ti < tiles; ti++) {
+                if (rn < r1) widen_rows(t, w + rn * rb, rb, nrows, next, pcols, cols, 4 * ti / tiles, 4 * (ti + 1) / tiles);
+                size_t j = j0 + 4 * (size_t)ti;
+                int J = j0 + jn - j < 4 ? (int)(j0 + jn - j) : 4;
+                float *o = out + j * ldo + r;
+                const float *xj = x + j * ldx;
+                switch (J) {
+                case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
+                case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
+                case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
+                default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
+                }
             }
-            for (size_t j = j0; j < j0 + jn; j += 6) {
-                size_t J = j0 + jn - j < 6 ? j0 + jn - j : 6;
-                if (R == 4) { PTILE_J(4, J, out + j * ldo, ldo, x + j * ldx, ldx, panel, pcols, cols, r) }
-                else { PTILE_J(1, J, out + j * ldo, ldo, x + j * ldx, ldx, panel, pcols, cols, r) }
-            }
-            r += R;
+            float *sw = cur; cur = next; next = sw;
         }
     }
-    free(panel);
+    free(panels);
 }
 
 // Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time.
@@ -418,4 +476,85 @@ void gk_swiglu(float *gate, const float *up, size_t n) {
         float g = gate[i];
         gate[i] = (g / (1.0f + expf(-g))) * up[i];
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention of one query head over n cached positions: the operations of gk_dot, expf and gk_axpy
+// in the order Model.forward did them one call at a time (so results are unchanged), with four
+// keys' dot products interleaved (independent FMA chains) and the output kept in registers.
+
+T256 static float hsum8_tree(__m256 v) {
+    // dot256's association: ((0+4)+(2+6)) + ((1+5)+(3+7)).
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 s = _mm_add_ps(lo, hi);
+    __m128 t2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_shuffle_ps(t2, t2, 1)));
+}
+
+T256 static void attend256(float *out, const float *q, const float *keys, const float *values,
+                           size_t stride, size_t n, size_t hd, float scale, float *sc) {
+    float maxs = -INFINITY;
+    size_t j = 0;
+    if (hd % 8 == 0) {
+        for (; j + 4 <= n; j += 4) {
+            const float *k0 = keys + j * stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t k = 0; k < hd; k += 8) {
+                __m256 qv = _mm256_loadu_ps(q + k);
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + k), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + stride + k), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * stride + k), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * stride + k), a3);
+            }
+            sc[j] = hsum8_tree(a0) * scale;
+            sc[j + 1] = hsum8_tree(a1) * scale;
+            sc[j + 2] = hsum8_tree(a2) * scale;
+            sc[j + 3] = hsum8_tree(a3) * scale;
+            for (int i = 0; i < 4; i++) maxs = sc[j + i] >= maxs ? sc[j + i] : maxs;
+        }
+    }
+    for (; j < n; j++) {
+        sc[j] = dot256(q, keys + j * stride, hd) * scale;
+        maxs = sc[j] >= maxs ? sc[j] : maxs;
+    }
+    float sum = 0;
+    for (j = 0; j < n; j++) {
+        float e = expf(sc[j] - maxs);
+        sc[j] = e;
+        sum += e;
+    }
+    // out = Σ_j (sc[j]/sum)·v_j, each element accumulated over j in order with fused multiply-adds.
+    size_t k0 = 0;
+    for (; k0 + 64 <= hd; k0 += 64) {
+        __m256 o[8];
+        for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
+        for (j = 0; j < n; j++) {
+            __m256 a = _mm256_set1_ps(sc[j] / sum);
+            const float *v = values + j * stride + k0;
+            for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, o[i]);
+    }
+    if (k0 < hd) {
+        for (size_t i = k0; i < hd; i++) out[i] = 0;
+        for (j = 0; j < n; j++) axpy256(out + k0, sc[j] / sum, values + j * stride + k0, hd - k0);
+    }
+}
+
+void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
+               size_t n, size_t hd, float scale, float *scores) {
+    if (detect_level() >= LEVEL_AVX2) { attend256(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    float maxs = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        scores[j] = gk_dot(q, keys + j * stride, hd) * scale;
+        maxs = scores[j] >= maxs ? scores[j] : maxs;
+    }
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) {
+        float e = expf(scores[j] - maxs);
+        scores[j] = e;
+        sum += e;
+    }
+    for (size_t i = 0; i < hd; i++) out[i] = 0;
+    for (size_t j = 0; j < n; j++) gk_axpy(out, scores[j] / sum, values + j * stride, hd);
 }

@@ -41,6 +41,8 @@ public final class Model: @unchecked Sendable {
     private var ropeSin: [Float] = []
     private let inverseFrequencies: [Float]
     private let ropeLock = NSLock()
+    /// When set, `forward` charges its time to phases here (benchmarks: `graft bench --profile`).
+    public var profile: ForwardProfile?
 
     public init(weights: ModelWeights, pool: WorkerPool) {
         self.config = weights.config
@@ -84,6 +86,8 @@ public final class Model: @unchecked Sendable {
     /// Runs one step. Returns, per input, its logits rows: none, the last token's, or one per
     /// new token, each `vocabSize` floats.
     public func forward(_ inputs: [ForwardInput]) throws -> [[[Float]]] {
+        let prof = profile
+        prof?.begin()
         let c = config
         let d = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, f = c.intermediateSize
         let hd = c.headDim, half = hd / 2
@@ -122,6 +126,7 @@ public final class Model: @unchecked Sendable {
         let tmp = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
         defer { for p in [x, h, q, k, v, att, gate, up, tmp] { p.deallocate() } }
 
+        prof?.mark(.setup)
         var t = 0
         for input in inputs {
             for tok in input.tokens {
@@ -129,6 +134,7 @@ public final class Model: @unchecked Sendable {
                 t += 1
             }
         }
+        prof?.mark(.embed)
 
         ropeCos.withUnsafeBufferPointer { cosTable in
             ropeSin.withUnsafeBufferPointer { sinTable in
@@ -137,9 +143,13 @@ public final class Model: @unchecked Sendable {
                     for r in 0..<rows {
                         rmsNorm(h + r * d, x + r * d, weight: layer.attnNorm.base, dtype: layer.attnNorm.dtype, count: d, eps: c.rmsNormEps)
                     }
+                    prof?.mark(.norms)
                     project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments)
+                    prof?.mark(.q)
                     project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments)
+                    prof?.mark(.k)
                     project(v, ldo: kvDim, h, ldx: d, layer: li, .v, segments: segments)
+                    prof?.mark(.v)
                     if let qb = layer.qBias, let kb = layer.kBias, let vb = layer.vBias {
                         for r in 0..<rows {
                             for i in 0..<qDim { q[r * qDim + i] += qb[i] }
@@ -166,6 +176,7 @@ public final class Model: @unchecked Sendable {
                         cache.key(layer: li, position: posOf[r]).update(from: k + r * kvDim, count: kvDim)
                         cache.value(layer: li, position: posOf[r]).update(from: v + r * kvDim, count: kvDim)
                     }
+                    prof?.mark(.ropeCache)
                     // Causal attention of each new token over its own sequence's cache.
                     let scale = 1 / Float(hd).squareRoot()
                     let posCopy = posOf, seqCopy = seqOf
@@ -177,39 +188,34 @@ public final class Model: @unchecked Sendable {
                                 let r = job / c.heads, head = job % c.heads, g = head / groups
                                 let cache = caches[seqCopy[r]]
                                 let n = posCopy[r] + 1
-                                let qv = qp + r * qDim + head * hd
-                                var maxScore = -Float.infinity
-                                for j in 0..<n {
-                                    let s = dot(qv, cache.key(layer: li, position: j) + g * hd, count: hd) * scale
-                                    sc[j] = s
-                                    maxScore = max(maxScore, s)
-                                }
-                                var sum: Float = 0
-                                for j in 0..<n {
-                                    let e = expf(sc[j] - maxScore)
-                                    sc[j] = e
-                                    sum += e
-                                }
-                                let out = ap + r * qDim + head * hd
-                                out.update(repeating: 0, count: hd)
-                                for j in 0..<n {
-                                    axpy(out, sc[j] / sum, cache.value(layer: li, position: j) + g * hd, count: hd)
-                                }
+                                attend(ap + r * qDim + head * hd, query: qp + r * qDim + head * hd,
+                                       keys: cache.key(layer: li, position: 0) + g * hd,
+                                       values: cache.value(layer: li, position: 0) + g * hd,
+                                       stride: kvDim, count: n, headDim: hd, scale: scale, scratch: sc.baseAddress!)
                             }
                         }
                     }
+                    prof?.mark(.attention)
                     project(tmp, ldo: d, att, ldx: qDim, layer: li, .o, segments: segments)
+                    prof?.mark(.o)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
+                    prof?.mark(.residual)
 
                     // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
                     for r in 0..<rows {
                         rmsNorm(h + r * d, x + r * d, weight: layer.mlpNorm.base, dtype: layer.mlpNorm.dtype, count: d, eps: c.rmsNormEps)
                     }
+                    prof?.mark(.norms)
                     project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments)
+                    prof?.mark(.gate)
                     project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments)
+                    prof?.mark(.up)
                     for r in 0..<rows { swiGLU(gate + r * f, up + r * f, count: f) }
+                    prof?.mark(.swiglu)
                     project(tmp, ldo: d, gate, ldx: f, layer: li, .down, segments: segments)
+                    prof?.mark(.down)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
+                    prof?.mark(.residual)
                 }
             }
         }
@@ -232,9 +238,11 @@ public final class Model: @unchecked Sendable {
             for (i, r) in wanted.enumerated() {
                 rmsNorm(h + i * d, x + r * d, weight: weights.finalNorm.base, dtype: weights.finalNorm.dtype, count: d, eps: c.rmsNormEps)
             }
+            prof?.mark(.finalNorm)
             logits.withUnsafeMutableBufferPointer { out in
                 matmul(out.baseAddress!, ldo: vocab, h, ldx: d, n: wanted.count, weights.lmHead, pool: pool)
             }
+            prof?.mark(.lmHead)
         }
         var result: [[[Float]]] = []
         var cursor = 0
@@ -243,6 +251,7 @@ public final class Model: @unchecked Sendable {
             result.append((0..<n).map { i in Array(logits[((cursor + i) * vocab)..<((cursor + i + 1) * vocab)]) })
             cursor += n
         }
+        prof?.mark(.logitsOut)
         return result
     }
 

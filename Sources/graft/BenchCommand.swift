@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repeats (the median is reported).") var repeats = 5
     @Option(help: "Bytes of the bandwidth probe buffer (MiB).") var probeMiB = 1024
     @Option(help: "Also write the results as JSON here.") var json: String?
+    @Flag(help: "After each decode figure, run the same steps again with a per-phase timing breakdown.") var profile = false
 
     func run() throws {
         let threadCounts = try list(threads, "--threads")
@@ -96,6 +97,15 @@ struct BenchCommand: ParsableCommand {
                                       b, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
                     if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
                     print(line)
+                    if profile {
+                        let p = ForwardProfile()
+                        m.profile = p
+                        for step in 0..<steps {
+                            _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                        }
+                        m.profile = nil
+                        printProfile(p, config: m.config, batch: b)
+                    }
                     records.append(["kind": "decode", "dtype": wdtype, "threads": t, "batch": b, "tokens_per_s": throughput,
                                     "ms_per_step": perStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "bound_ms": bound * 1e3,
                                     "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
@@ -154,4 +164,36 @@ func residentBytes() -> Int {
         return kb * 1024
     }
     return 0
+}
+
+
+/// The breakdown of `graft bench --profile`: ms per step by phase, share of the step, and the
+/// rate of the matmul phases (2 FLOPs per multiply-add).
+func printProfile(_ p: ForwardProfile, config c: ModelConfig, batch: Int) {
+    let steps = Double(max(p.steps, 1))
+    let total = Double(p.nanoseconds.reduce(0, +)) / steps
+    let d = Double(c.hiddenSize), f = Double(c.intermediateSize), layers = Double(c.layers), n = Double(batch)
+    func flops(_ phase: ForwardProfile.Phase) -> Double? {
+        switch phase {
+        case .q, .o: return 2 * n * d * Double(c.qDim) * layers
+        case .k, .v: return 2 * n * d * Double(c.kvDim) * layers
+        case .gate, .up, .down: return 2 * n * d * f * layers
+        case .lmHead: return 2 * n * d * Double(c.vocabSize)
+        default: return nil
+        }
+    }
+    var matmulNs = 0.0, matmulFlops = 0.0
+    print(String(format: "  profile, batch %d, %d steps (%.2f ms/step profiled):", batch, p.steps, total / 1e6))
+    for phase in ForwardProfile.Phase.allCases {
+        let ns = Double(p.nanoseconds[phase.rawValue]) / steps
+        guard ns > 0 else { continue }
+        var line = String(format: "    %-18@ %8.3f ms %5.1f%%", phase.name as NSString, ns / 1e6, 100 * ns / total)
+        if let fl = flops(phase) {
+            line += String(format: "  %6.1f GFLOP/s", fl / ns)
+            matmulNs += ns
+            matmulFlops += fl
+        }
+        print(line)
+    }
+    print(String(format: "    %-18@ %8.3f ms %5.1f%%  %6.1f GFLOP/s", "all matmuls" as NSString, matmulNs / 1e6, 100 * matmulNs / total, matmulFlops / matmulNs))
 }
