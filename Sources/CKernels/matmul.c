@@ -210,13 +210,18 @@ INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float 
     }
 }
 
-// 4 panel rows × J ≤ 4 tokens: 16 accumulators, one reduce16, 4 rows stored per token.
+// 4 panel rows × J ≤ 4 tokens over columns [k0, k1): 16 accumulators, zero at k0 == 0, else
+// loaded from `save`; at k1 == cols one reduce16 and 4 rows stored per token, else saved. The
+// columns are split (K blocks) only so that a block's activations stay in L1: each lane still
+// sees the same chunks in the same order.
 INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ldx,
-                        const float *panel, size_t pcols, size_t cols, int rows) {
+                        const float *panel, size_t pcols, size_t cols, int rows,
+                        size_t k0, size_t k1, __m512 *save) {
     __m512 acc[16];
-    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-    size_t k = 0;
-    for (; k + 16 <= cols; k += 16) {
+    if (k0 == 0) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
+    size_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
         __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
         __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
         for (int b = 0; b < J; b++) {
@@ -227,8 +232,8 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
             acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
-    if (k < cols) {
-        __mmask16 m = (__mmask16)((1u << (cols - k)) - 1);
+    if (k < k1) { // the masked tail (k1 == cols)
+        __mmask16 m = (__mmask16)((1u << (k1 - k)) - 1);
         __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
         __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
         for (int b = 0; b < J; b++) {
@@ -239,6 +244,10 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
             acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
+    if (k1 < cols) {
+        for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(save + i), acc[i]);
+        return;
+    }
     // acc[4a + b] is row a, token b; reduce16 puts it in lane 4b + a: token b's 4 rows are
     // the 128-bit block b.
     float sums[16] __attribute__((aligned(64)));
@@ -247,16 +256,25 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
     for (int b = 0; b < J; b++) _mm_mask_storeu_ps(out + b * ldo, rm, _mm_load_ps(sums + 4 * b));
 }
 
+#ifndef GK_KBLOCK
+#define GK_KBLOCK 768
+#endif
+
 INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
                           const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
     const size_t rb = cols * esize(t);
     const size_t pcols = (cols + 15) & ~(size_t)15;
-    float *panels = aligned_alloc(64, 2 * 4 * pcols * sizeof(float));
-    if (!panels) return;
-    float *cur = panels, *next = panels + 4 * pcols;
     // Token block: keep its activations (TB × cols f32) within about 1 MiB of L2.
     size_t tb = (1u << 20) / (cols * sizeof(float));
     tb = tb < 4 ? 4 : tb > 96 ? 96 : tb - tb % 4;
+    // K block: a multiple of 16 columns; the rows' columns split into nkb nearly equal blocks.
+    const size_t nkb = (cols + GK_KBLOCK - 1) / GK_KBLOCK;
+    const size_t kbw = ((cols + nkb - 1) / nkb + 15) & ~(size_t)15;
+    const size_t maxtiles = (tb + 3) / 4;
+    float *panels = aligned_alloc(64, 2 * 4 * pcols * sizeof(float) + maxtiles * 16 * sizeof(__m512));
+    if (!panels) return;
+    float *cur = panels, *next = panels + 4 * pcols;
+    __m512 *saved = (__m512 *)(panels + 8 * pcols);
     widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, pcols, cols, 0, 4);
     for (size_t j0 = 0; j0 < n; j0 += tb) {
         size_t jn = n - j0 < tb ? n - j0 : tb;
@@ -264,20 +282,25 @@ INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size
         for (size_t r = r0; r < r1; r += 4) {
             int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
             // The block after this one: the next 4 rows, or the first block of the next token
-            // block, or none.
+            // block, or none. Its rows are widened spread over this block's tile runs.
             size_t rn = r + 4 < r1 ? r + 4 : j0 + tb < n ? r0 : r1;
             int nrows = rn < r1 ? (r1 - rn < 4 ? (int)(r1 - rn) : 4) : 0;
-            for (int ti = 0; ti < tiles; ti++) {
-                if (rn < r1) widen_rows(t, w + rn * rb, rb, nrows, next, pcols, cols, 4 * ti / tiles, 4 * (ti + 1) / tiles);
-                size_t j = j0 + 4 * (size_t)ti;
-                int J = j0 + jn - j < 4 ? (int)(j0 + jn - j) : 4;
-                float *o = out + j * ldo + r;
-                const float *xj = x + j * ldx;
-                switch (J) {
-                case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
-                case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
-                case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
-                default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows); break;
+            int runs = tiles * (int)nkb, run = 0;
+            for (size_t k0 = 0; k0 < cols; k0 += kbw) {
+                size_t k1 = k0 + kbw < cols ? k0 + kbw : cols;
+                for (int ti = 0; ti < tiles; ti++, run++) {
+                    if (rn < r1) widen_rows(t, w + rn * rb, rb, nrows, next, pcols, cols, 4 * run / runs, 4 * (run + 1) / runs);
+                    size_t j = j0 + 4 * (size_t)ti;
+                    int J = j0 + jn - j < 4 ? (int)(j0 + jn - j) : 4;
+                    float *o = out + j * ldo + r;
+                    const float *xj = x + j * ldx;
+                    __m512 *sv = saved + 16 * ti;
+                    switch (J) {
+                    case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
+                    case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
+                    case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
+                    default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
+                    }
                 }
             }
             float *sw = cur; cur = next; next = sw;
@@ -471,7 +494,93 @@ void gk_rmsnorm(float *out, const float *x, const void *weight, gk_dtype wt, siz
     for (size_t i = 0; i < n; i++) out[i] = elem(wt, weight, i) * (x[i] * inv);
 }
 
+// SwiGLU needs expf of every gate value (16 × 1536 × 30 per batch-16 step of SmolLM2: several
+// ms as libm calls). glibc's expf (2.28 on; its ifunc picks the FMA build on CPUs with FMA and
+// AVX2) is computed in double from a 32-entry table; expf8 does those operations, with the FMA
+// build's contractions, eight lanes at a time, so results are the libm call's bit for bit
+// (checked over all 2^32 inputs against glibc 2.36). Lanes where glibc takes its special path
+// (|x| >= 88, inf, nan) go to libm.
+static const uint64_t expf_tab[32] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+
+INLINE512 __m256 expf8(__m256 x) {
+    const __m512d invln2n = _mm512_castsi512_pd(_mm512_set1_epi64(0x40471547652b82fe));
+    const __m512d shift = _mm512_castsi512_pd(_mm512_set1_epi64(0x4338000000000000));
+    const __m512d c0 = _mm512_castsi512_pd(_mm512_set1_epi64(0x3ebc6af84b912394));
+    const __m512d c1 = _mm512_castsi512_pd(_mm512_set1_epi64(0x3f2ebfce50fac4f3));
+    const __m512d c2 = _mm512_castsi512_pd(_mm512_set1_epi64(0x3f962e42ff0c52d6));
+    __m512d xd = _mm512_cvtps_pd(x);
+    __m512d kds = _mm512_fmadd_pd(invln2n, xd, shift);           // z + shift, z = x·N/ln2
+    __m512i ki = _mm512_castpd_si512(kds);
+    __m512d kd = _mm512_sub_pd(kds, shift);
+    __m512d r = _mm512_fmsub_pd(invln2n, xd, kd);                // z - k
+    __m512i idx = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+    __m512d lo = _mm512_permutex2var_pd(_mm512_loadu_pd((const double *)expf_tab), idx, _mm512_loadu_pd((const double *)expf_tab + 8));
+    __m512d hi = _mm512_permutex2var_pd(_mm512_loadu_pd((const double *)expf_tab + 16), idx, _mm512_loadu_pd((const double *)expf_tab + 24));
+    __mmask8 upper = _mm512_test_epi64_mask(idx, _mm512_set1_epi64(16));
+    __m512i t = _mm512_castpd_si512(_mm512_mask_blend_pd(upper, lo, hi));
+    __m512d sc = _mm512_castsi512_pd(_mm512_add_epi64(t, _mm512_slli_epi64(ki, 47)));
+    __m512d z = _mm512_fmadd_pd(r, c0, c1);
+    __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(r, c2, _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(z, r2, y);
+    return _mm512_cvtpd_ps(_mm512_mul_pd(y, sc));
+}
+
+// gate = (g / (1 + expf(-g))) · up, the scalar loop's float operations, 16 lanes at a time.
+T512 static void swiglu512(float *gate, const float *up, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 x = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u)));
+        __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), _mm512_set1_epi32(0x7ff));
+        if (_mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(0x42a))) break;   // libm's special path: scalar from here
+        __m512 e = _mm512_insertf32x8(_mm512_castps256_ps512(expf8(_mm512_castps512_ps256(x))),
+                                      expf8(_mm512_extractf32x8_ps(x, 1)), 1);
+        __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(_mm512_div_ps(g, d), _mm512_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        gate[i] = (g / (1.0f + expf(-g))) * up[i];
+    }
+}
+
+// Whether expf8 gives this process's libm expf bit for bit (another libm, or glibc's non-FMA
+// build, need not): checked once on 2^16 inputs spread over expf's whole domain.
+static _Atomic int gk_expf8_ok = -1;
+T512 static int expf8_matches_libm(void) {
+    int ok = atomic_load_explicit(&gk_expf8_ok, memory_order_relaxed);
+    if (ok >= 0) return ok;
+    ok = 1;
+    for (uint32_t i = 0; i < 65536 && ok; i += 8) {
+        float in[8], got[8];
+        for (int l = 0; l < 8; l++) {
+            uint32_t u = (i + (uint32_t)l) * 2654435761u;            // spread over all bit patterns
+            memcpy(&in[l], &u, 4);
+            uint32_t top = (u >> 20) & 0x7ff;
+            if (top > 0x42a) in[l] = (float)(int)(u % 176) - 88.0f;  // keep to the fast path
+        }
+        _mm256_storeu_ps(got, expf8(_mm256_loadu_ps(in)));
+        for (int l = 0; l < 8; l++) {
+            float want = expf(in[l]);
+            if (memcmp(&want, &got[l], 4) != 0) ok = 0;
+        }
+    }
+    atomic_store_explicit(&gk_expf8_ok, ok, memory_order_relaxed);
+    return ok;
+}
+
 void gk_swiglu(float *gate, const float *up, size_t n) {
+    if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) { swiglu512(gate, up, n); return; }
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = (g / (1.0f + expf(-g))) * up[i];
@@ -489,6 +598,22 @@ T256 static float hsum8_tree(__m256 v) {
     __m128 s = _mm_add_ps(lo, hi);
     __m128 t2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(t2, _mm_shuffle_ps(t2, t2, 1)));
+}
+
+// sc[j] = expf(sc[j] - m) for j below the returned count (whole groups of 8 with no lane on
+// libm's special path), eight at a time with expf8.
+T512 static size_t exp_shifted512(float *sc, size_t n, float m) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(m));
+        __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+        if (_mm256_cmpgt_epi32_mask(top, _mm256_set1_epi32(0x42a))) {
+            for (size_t i = j; i < j + 8; i++) sc[i] = expf(sc[i] - m);
+            continue;
+        }
+        _mm256_storeu_ps(sc + j, expf8(x));
+    }
+    return j;
 }
 
 T256 static void attend256(float *out, const float *q, const float *keys, const float *values,
@@ -518,11 +643,10 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
         maxs = sc[j] >= maxs ? sc[j] : maxs;
     }
     float sum = 0;
-    for (j = 0; j < n; j++) {
-        float e = expf(sc[j] - maxs);
-        sc[j] = e;
-        sum += e;
-    }
+    j = 0;
+    if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) j = exp_shifted512(sc, n, maxs);
+    for (; j < n; j++) sc[j] = expf(sc[j] - maxs);
+    for (j = 0; j < n; j++) sum += sc[j];
     // out = Σ_j (sc[j]/sum)·v_j, each element accumulated over j in order with fused multiply-adds.
     size_t k0 = 0;
     for (; k0 + 64 <= hd; k0 += 64) {
