@@ -186,11 +186,16 @@ INLINE512 __m512 reduce16(const __m512 v[16]) {
 }
 
 // Widens rows [a0, a1) of a 4-row block into its panel (rows past the matrix's end, `rows` and
-// up, are zeros), prefetching the same rows PF_ROWS further on: a deeper stream than the
-// hardware prefetcher keeps alone. Each tile of a block widens its share of the next block's
-// rows before its k loop, so the weight stream from memory overlaps the FMAs instead of stalling
-// before each block (measured faster than spreading single chunks over the k loop).
-#define PF_ROWS 16
+// up, are zeros). Each tile run of a block widens its share of the next block's rows before
+// its k loop (double buffering), so the FMAs do not wait for a whole block's widening.
+//
+// Prefetch: each tile run also asks for its share of the cache lines PF_ROWS rows past the
+// next block, one line per k step, into L2. Spreading the requests over the compute keeps the
+// weight stream from DRAM going during the FMAs (a decode step's matmuls at batch 16 took
+// ~46 ms with the rows' lines requested in one burst at widening, ~41 ms spread; no prefetch
+// at all ~56 ms; 1 thread, CPU time, loaded machine). 48-96 rows ahead measured alike.
+// A run prefetches at most two lines per k step (enough for one tile of 4 tokens per block).
+#define PF_ROWS 96
 INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float *panel, size_t pcols,
                           size_t cols, int a0, int a1) {
     const size_t es = esize(t);
@@ -202,26 +207,29 @@ INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float 
             continue;
         }
         const char *src = w + a * rb;
-#ifndef GK_NO_PREFETCH
-        for (size_t b = 0; b < cols * es; b += 64) _mm_prefetch(src + PF_ROWS * rb + b, _MM_HINT_T2);
-#endif
         for (; k + 16 <= cols; k += 16) _mm512_store_ps(d + k, ld512(t, src + k * es, 0, 0));
         if (k < cols) _mm512_store_ps(d + k, ld512(t, src + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
     }
 }
 
 // 4 panel rows × J ≤ 4 tokens over columns [k0, k1): 16 accumulators, zero at k0 == 0, else
-// loaded from `save`; at k1 == cols one reduce16 and 4 rows stored per token, else saved. The
+// loaded from `save`; at k1 == cols one reduce16 and 4 rows stored per token, else saved;
+// prefetches the pfn lines from pf, spread over the k steps. The
 // columns are split (K blocks) only so that a block's activations stay in L1: each lane still
 // sees the same chunks in the same order.
 INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ldx,
                         const float *panel, size_t pcols, size_t cols, int rows,
-                        size_t k0, size_t k1, __m512 *save) {
+                        size_t k0, size_t k1, __m512 *save, const char *pf, size_t pfn) {
     __m512 acc[16];
     if (k0 == 0) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
     else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
     size_t k = k0;
-    for (; k + 16 <= k1; k += 16) {
+    const size_t steps = (k1 - k0) / 16;
+    for (size_t i = 0; k + 16 <= k1; k += 16, i++) {
+#ifndef GK_NO_PREFETCH
+        if (i < pfn) _mm_prefetch(pf + 64 * i, _MM_HINT_T2);
+        if (i + steps < pfn) _mm_prefetch(pf + 64 * (i + steps), _MM_HINT_T2);   // few tiles per block
+#endif
         __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
         __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
         for (int b = 0; b < J; b++) {
@@ -295,11 +303,15 @@ INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size
                     float *o = out + j * ldo + r;
                     const float *xj = x + j * ldx;
                     __m512 *sv = saved + 16 * ti;
+                    // This run's share of the lines of the 4 rows PF_ROWS past the next block.
+                    size_t lines = (4 * rb + 63) / 64, l0 = lines * run / runs, l1 = lines * (run + 1) / runs;
+                    const char *pf = w + (rn + PF_ROWS) * rb + 64 * l0;
+                    size_t pfn = rn + PF_ROWS < r1 ? l1 - l0 : 0;
                     switch (J) {
-                    case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
-                    case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
-                    case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
-                    default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv); break;
+                    case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
                     }
                 }
             }
@@ -589,16 +601,9 @@ void gk_swiglu(float *gate, const float *up, size_t n) {
 
 // ---------------------------------------------------------------------------------------------
 // Attention of one query head over n cached positions: the operations of gk_dot, expf and gk_axpy
-// in the order Model.forward did them one call at a time (so results are unchanged), with four
-// keys' dot products interleaved (independent FMA chains) and the output kept in registers.
-
-T256 static float hsum8_tree(__m256 v) {
-    // dot256's association: ((0+4)+(2+6)) + ((1+5)+(3+7)).
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);
-    __m128 t2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(t2, _mm_shuffle_ps(t2, t2, 1)));
-}
+// in the order Model.forward did them one call at a time (so results are unchanged), with eight
+// keys' dot products interleaved (independent FMA chains, one transposed reduction) and the
+// output kept in registers.
 
 // sc[j] = expf(sc[j] - m) for j below the returned count (whole groups of 8 with no lane on
 // libm's special path), eight at a time with expf8.
@@ -621,21 +626,27 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
     float maxs = -INFINITY;
     size_t j = 0;
     if (hd % 8 == 0) {
-        for (; j + 4 <= n; j += 4) {
+        // Eight keys at a time; their eight 8-lane sums are reduced together with the pairs of
+        // dot256's final sum ((l, l+4), then (l, l+2), then (l, l+1)), landing as keys 0,2,4,6,1,3,5,7.
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; j + 8 <= n; j += 8) {
             const float *k0 = keys + j * stride;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            __m256 a[8];
+            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
             for (size_t k = 0; k < hd; k += 8) {
                 __m256 qv = _mm256_loadu_ps(q + k);
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + k), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + stride + k), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * stride + k), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * stride + k), a3);
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i * stride + k), a[i]);
             }
-            sc[j] = hsum8_tree(a0) * scale;
-            sc[j + 1] = hsum8_tree(a1) * scale;
-            sc[j + 2] = hsum8_tree(a2) * scale;
-            sc[j + 3] = hsum8_tree(a3) * scale;
-            for (int i = 0; i < 4; i++) maxs = sc[j + i] >= maxs ? sc[j + i] : maxs;
+            __m256 s4[4], s2[2];
+            for (int i = 0; i < 4; i++)
+                s4[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                                      _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+            for (int i = 0; i < 2; i++)
+                s2[i] = _mm256_add_ps(_mm256_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0x44),
+                                      _mm256_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0xEE));
+            __m256 d = _mm256_add_ps(_mm256_shuffle_ps(s2[0], s2[1], 0x88), _mm256_shuffle_ps(s2[0], s2[1], 0xDD));
+            _mm256_storeu_ps(sc + j, _mm256_mul_ps(_mm256_permutevar8x32_ps(d, order), _mm256_set1_ps(scale)));
+            for (int i = 0; i < 8; i++) maxs = sc[j + i] >= maxs ? sc[j + i] : maxs;
         }
     }
     for (; j < n; j++) {

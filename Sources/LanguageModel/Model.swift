@@ -115,15 +115,15 @@ public final class Model: @unchecked Sendable {
             row += input.tokens.count
         }
 
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // residual stream
-        let h = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // normed
-        let q = UnsafeMutablePointer<Float>.allocate(capacity: rows * qDim)
-        let k = UnsafeMutablePointer<Float>.allocate(capacity: rows * kvDim)
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: rows * kvDim)
-        let att = UnsafeMutablePointer<Float>.allocate(capacity: rows * qDim)
-        let gate = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
-        let up = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+        let x = alignedFloats(rows * d)      // residual stream
+        let h = alignedFloats(rows * d)      // normed
+        let q = alignedFloats(rows * qDim)
+        let k = alignedFloats(rows * kvDim)
+        let v = alignedFloats(rows * kvDim)
+        let att = alignedFloats(rows * qDim)
+        let gate = alignedFloats(rows * f)
+        let up = alignedFloats(rows * f)
+        let tmp = alignedFloats(rows * d)
         defer { for p in [x, h, q, k, v, att, gate, up, tmp] { p.deallocate() } }
 
         prof?.mark(.setup)
