@@ -157,75 +157,168 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
 }
 
-// Many tokens (prefill, batched decode): the weight rows of a block are widened once into an
-// f32 panel (zero-padded to a multiple of 16) and reused for every token of a token block, so
-// the widening and the weight reads are amortised. Per output element the operations are the
-// ones tile512 does (same chunks, same zeros in the tail lanes, same final reduction), so the
-// result is bit-identical to the direct path.
-INLINE512 void ptile512(int R, int J, float *out, size_t ldo, const float *x, size_t ldx,
-                        const float *panel, size_t pcols, size_t cols, size_t r) {
-    __m512 acc[4][6];
-    for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm512_setzero_ps();
-    size_t k = 0;
-    for (; k + 16 <= cols; k += 16) {
-        __m512 wv[4];
-        for (int a = 0; a < R; a++) wv[a] = _mm512_load_ps(panel + a * pcols + k);
-        for (int b = 0; b < J; b++) {
-            __m512 xv = _mm512_loadu_ps(x + b * ldx + k);
-            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
-        }
-    }
-    if (k < cols) {
-        __mmask16 m = (__mmask16)((1u << (cols - k)) - 1);
-        __m512 wv[4];
-        for (int a = 0; a < R; a++) wv[a] = _mm512_load_ps(panel + a * pcols + k);
-        for (int b = 0; b < J; b++) {
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + k);
-            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
-        }
-    }
-    for (int a = 0; a < R; a++)
-        for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
+// Many tokens (prefill, batched decode): the weight rows of a 4-row block are widened once into
+// an f32 panel (zero-padded to a multiple of 16 columns and to 4 rows) and reused for every
+// token, 4 tokens per tile. Per output element the operations are the ones tile512 does: the
+// same 16-lane chunks in the same order, the same zeros in the tail lanes, and the same
+// halving tree over the 16 lanes (i+8, i+4, i+2, i+1, as _mm512_reduce_add_ps), here done for
+// 16 elements at once by a transpose-and-add (reduce16), so the result is bit-identical to the
+// direct path for any batch.
+// The next block's panel is widened while this block's tiles run (double buffering).
+
+// Sums each of v[0..15] over its 16 lanes with the halving tree; lane 4c+i of the result is the
+// sum of v[4i+c]. Every add pairs the same lanes that reduce_add's halving pairs (i with i+8,
+// then i+4, i+2, i+1) and float addition is commutative, so each sum equals
+// _mm512_reduce_add_ps(v[p]) bit for bit.
+INLINE512 __m512 reduce16(const __m512 v[16]) {
+    __m512 s8[8], s4[4], s2[2];
+    for (int i = 0; i < 8; i++) // lanes 0-7: v[2i] (l + l+8); lanes 8-15: v[2i+1]
+        s8[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),   // lo256 a, lo256 b
+                              _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));  // hi256 a, hi256 b
+    for (int i = 0; i < 4; i++) // 128-bit block c: v[4i+c], partials (l + l+4)
+        s4[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s8[2 * i], s8[2 * i + 1], 0x88),  // blocks 0,2 | 0,2
+                              _mm512_shuffle_f32x4(s8[2 * i], s8[2 * i + 1], 0xDD)); // blocks 1,3 | 1,3
+    for (int i = 0; i < 2; i++) // block c: [v[8i+c] (0+2), (1+3), v[8i+4+c] (0+2), (1+3)]
+        s2[i] = _mm512_add_ps(_mm512_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0x44),
+                              _mm512_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0xEE));
+    // block c: [v[c], v[4+c], v[8+c], v[12+c]], each (0+1)
+    return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
 }
 
-#define PTILE_J(R, J, ...) switch (J) {                                                         \
-    case 6: ptile512(R, 6, __VA_ARGS__); break; case 5: ptile512(R, 5, __VA_ARGS__); break;     \
-    case 4: ptile512(R, 4, __VA_ARGS__); break; case 3: ptile512(R, 3, __VA_ARGS__); break;     \
-    case 2: ptile512(R, 2, __VA_ARGS__); break; default: ptile512(R, 1, __VA_ARGS__); break; }
+// Widens rows [a0, a1) of a 4-row block into its panel (rows past the matrix's end, `rows` and
+// up, are zeros). Each tile run of a block widens its share of the next block's rows before
+// its k loop (double buffering), so the FMAs do not wait for a whole block's widening.
+//
+// Prefetch: each tile run also asks for its share of the cache lines PF_ROWS rows past the
+// next block, one line per k step, into L2. Spreading the requests over the compute keeps the
+// weight stream from DRAM going during the FMAs (a decode step's matmuls at batch 16 took
+// ~46 ms with the rows' lines requested in one burst at widening, ~41 ms spread; no prefetch
+// at all ~56 ms; 1 thread, CPU time, loaded machine). 48-96 rows ahead measured alike.
+// A run prefetches at most two lines per k step (enough for one tile of 4 tokens per block).
+#define PF_ROWS 96
+INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float *panel, size_t pcols,
+                          size_t cols, int a0, int a1) {
+    const size_t es = esize(t);
+    for (int a = a0; a < a1; a++) {
+        float *d = panel + a * pcols;
+        size_t k = 0;
+        if (a >= rows) {
+            for (; k < pcols; k += 16) _mm512_store_ps(d + k, _mm512_setzero_ps());
+            continue;
+        }
+        const char *src = w + a * rb;
+        for (; k + 16 <= cols; k += 16) _mm512_store_ps(d + k, ld512(t, src + k * es, 0, 0));
+        if (k < cols) _mm512_store_ps(d + k, ld512(t, src + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
+    }
+}
 
-T512 static void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
-                          const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
-    const size_t es = esize(t), rb = cols * es;
-    const size_t pcols = (cols + 15) & ~(size_t)15;
-    float *panel = aligned_alloc(64, 4 * pcols * sizeof(float));
-    if (!panel) return;
-    // Token block: keep its activations (TB × cols f32) within about 1 MiB of L2.
-    size_t tb = (1u << 20) / (cols * sizeof(float));
-    tb = tb < 6 ? 6 : tb > 96 ? 96 : tb - tb % 6;
-    for (size_t j0 = 0; j0 < n; j0 += tb) {
-        size_t jn = n - j0 < tb ? n - j0 : tb;
-        for (size_t r = r0; r < r1;) {
-            int R = r1 - r >= 4 ? 4 : 1;
-            for (int a = 0; a < R; a++) {
-                const char *row = w + (r + a) * rb;
-                float *dst = panel + a * pcols;
-                size_t k = 0;
+// 4 panel rows × J ≤ 4 tokens over columns [k0, k1): 16 accumulators, zero at k0 == 0, else
+// loaded from `save`; at k1 == cols one reduce16 and 4 rows stored per token, else saved;
+// prefetches the pfn lines from pf, spread over the k steps. The
+// columns are split (K blocks) only so that a block's activations stay in L1: each lane still
+// sees the same chunks in the same order.
+INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ldx,
+                        const float *panel, size_t pcols, size_t cols, int rows,
+                        size_t k0, size_t k1, __m512 *save, const char *pf, size_t pfn) {
+    __m512 acc[16];
+    if (k0 == 0) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
+    size_t k = k0;
+    const size_t steps = (k1 - k0) / 16;
+    for (size_t i = 0; k + 16 <= k1; k += 16, i++) {
 #ifndef GK_NO_PREFETCH
-                // The next block's row, while this block computes (weights stream from DRAM).
-                for (size_t pk = 0; pk < rb; pk += 64) _mm_prefetch(row + 4 * rb + pk, _MM_HINT_T0);
+        if (i < pfn) _mm_prefetch(pf + 64 * i, _MM_HINT_T2);
+        if (i + steps < pfn) _mm_prefetch(pf + 64 * (i + steps), _MM_HINT_T2);   // few tiles per block
 #endif
-                for (; k + 16 <= cols; k += 16) _mm512_store_ps(dst + k, ld512(t, row + k * es, 0, 0));
-                if (k < cols) _mm512_store_ps(dst + k, ld512(t, row + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
-            }
-            for (size_t j = j0; j < j0 + jn; j += 6) {
-                size_t J = j0 + jn - j < 6 ? j0 + jn - j : 6;
-                if (R == 4) { PTILE_J(4, J, out + j * ldo, ldo, x + j * ldx, ldx, panel, pcols, cols, r) }
-                else { PTILE_J(1, J, out + j * ldo, ldo, x + j * ldx, ldx, panel, pcols, cols, r) }
-            }
-            r += R;
+        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
+        __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
+        for (int b = 0; b < J; b++) {
+            __m512 xv = _mm512_loadu_ps(x + b * ldx + k);
+            acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
+            acc[4 + b] = _mm512_fmadd_ps(w1, xv, acc[4 + b]);
+            acc[8 + b] = _mm512_fmadd_ps(w2, xv, acc[8 + b]);
+            acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
-    free(panel);
+    if (k < k1) { // the masked tail (k1 == cols)
+        __mmask16 m = (__mmask16)((1u << (k1 - k)) - 1);
+        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
+        __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
+        for (int b = 0; b < J; b++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + k);
+            acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
+            acc[4 + b] = _mm512_fmadd_ps(w1, xv, acc[4 + b]);
+            acc[8 + b] = _mm512_fmadd_ps(w2, xv, acc[8 + b]);
+            acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
+        }
+    }
+    if (k1 < cols) {
+        for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(save + i), acc[i]);
+        return;
+    }
+    // acc[4a + b] is row a, token b; reduce16 puts it in lane 4b + a: token b's 4 rows are
+    // the 128-bit block b.
+    float sums[16] __attribute__((aligned(64)));
+    _mm512_store_ps(sums, reduce16(acc));
+    __mmask8 rm = (__mmask8)((1u << rows) - 1);
+    for (int b = 0; b < J; b++) _mm_mask_storeu_ps(out + b * ldo, rm, _mm_load_ps(sums + 4 * b));
+}
+
+#ifndef GK_KBLOCK
+#define GK_KBLOCK 768
+#endif
+
+INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
+                          const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
+    const size_t rb = cols * esize(t);
+    const size_t pcols = (cols + 15) & ~(size_t)15;
+    // Token block: keep its activations (TB × cols f32) within about 1 MiB of L2.
+    size_t tb = (1u << 20) / (cols * sizeof(float));
+    tb = tb < 4 ? 4 : tb > 96 ? 96 : tb - tb % 4;
+    // K block: a multiple of 16 columns; the rows' columns split into nkb nearly equal blocks.
+    const size_t nkb = (cols + GK_KBLOCK - 1) / GK_KBLOCK;
+    const size_t kbw = ((cols + nkb - 1) / nkb + 15) & ~(size_t)15;
+    const size_t maxtiles = (tb + 3) / 4;
+    float *panels = aligned_alloc(64, 2 * 4 * pcols * sizeof(float) + maxtiles * 16 * sizeof(__m512));
+    if (!panels) return;
+    float *cur = panels, *next = panels + 4 * pcols;
+    __m512 *saved = (__m512 *)(panels + 8 * pcols);
+    widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, pcols, cols, 0, 4);
+    for (size_t j0 = 0; j0 < n; j0 += tb) {
+        size_t jn = n - j0 < tb ? n - j0 : tb;
+        int tiles = (int)((jn + 3) / 4);
+        for (size_t r = r0; r < r1; r += 4) {
+            int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
+            // The block after this one: the next 4 rows, or the first block of the next token
+            // block, or none. Its rows are widened spread over this block's tile runs.
+            size_t rn = r + 4 < r1 ? r + 4 : j0 + tb < n ? r0 : r1;
+            int nrows = rn < r1 ? (r1 - rn < 4 ? (int)(r1 - rn) : 4) : 0;
+            int runs = tiles * (int)nkb, run = 0;
+            for (size_t k0 = 0; k0 < cols; k0 += kbw) {
+                size_t k1 = k0 + kbw < cols ? k0 + kbw : cols;
+                for (int ti = 0; ti < tiles; ti++, run++) {
+                    if (rn < r1) widen_rows(t, w + rn * rb, rb, nrows, next, pcols, cols, 4 * run / runs, 4 * (run + 1) / runs);
+                    size_t j = j0 + 4 * (size_t)ti;
+                    int J = j0 + jn - j < 4 ? (int)(j0 + jn - j) : 4;
+                    float *o = out + j * ldo + r;
+                    const float *xj = x + j * ldx;
+                    __m512 *sv = saved + 16 * ti;
+                    // This run's share of the lines of the 4 rows PF_ROWS past the next block.
+                    size_t lines = (4 * rb + 63) / 64, l0 = lines * run / runs, l1 = lines * (run + 1) / runs;
+                    const char *pf = w + (rn + PF_ROWS) * rb + 64 * l0;
+                    size_t pfn = rn + PF_ROWS < r1 ? l1 - l0 : 0;
+                    switch (J) {
+                    case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+                    }
+                }
+            }
+            float *sw = cur; cur = next; next = sw;
+        }
+    }
+    free(panels);
 }
 
 // Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time.
@@ -413,9 +506,190 @@ void gk_rmsnorm(float *out, const float *x, const void *weight, gk_dtype wt, siz
     for (size_t i = 0; i < n; i++) out[i] = elem(wt, weight, i) * (x[i] * inv);
 }
 
+// SwiGLU needs expf of every gate value (16 × 1536 × 30 per batch-16 step of SmolLM2: several
+// ms as libm calls). glibc's expf (2.28 on; its ifunc picks the FMA build on CPUs with FMA and
+// AVX2) is computed in double from a 32-entry table; expf8 does those operations, with the FMA
+// build's contractions, eight lanes at a time, so results are the libm call's bit for bit
+// (checked over all 2^32 inputs against glibc 2.36). Lanes where glibc takes its special path
+// (|x| >= 88, inf, nan) go to libm.
+static const uint64_t expf_tab[32] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+
+INLINE512 __m256 expf8(__m256 x) {
+    const __m512d invln2n = _mm512_castsi512_pd(_mm512_set1_epi64(0x40471547652b82fe));
+    const __m512d shift = _mm512_castsi512_pd(_mm512_set1_epi64(0x4338000000000000));
+    const __m512d c0 = _mm512_castsi512_pd(_mm512_set1_epi64(0x3ebc6af84b912394));
+    const __m512d c1 = _mm512_castsi512_pd(_mm512_set1_epi64(0x3f2ebfce50fac4f3));
+    const __m512d c2 = _mm512_castsi512_pd(_mm512_set1_epi64(0x3f962e42ff0c52d6));
+    __m512d xd = _mm512_cvtps_pd(x);
+    __m512d kds = _mm512_fmadd_pd(invln2n, xd, shift);           // z + shift, z = x·N/ln2
+    __m512i ki = _mm512_castpd_si512(kds);
+    __m512d kd = _mm512_sub_pd(kds, shift);
+    __m512d r = _mm512_fmsub_pd(invln2n, xd, kd);                // z - k
+    __m512i idx = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+    __m512d lo = _mm512_permutex2var_pd(_mm512_loadu_pd((const double *)expf_tab), idx, _mm512_loadu_pd((const double *)expf_tab + 8));
+    __m512d hi = _mm512_permutex2var_pd(_mm512_loadu_pd((const double *)expf_tab + 16), idx, _mm512_loadu_pd((const double *)expf_tab + 24));
+    __mmask8 upper = _mm512_test_epi64_mask(idx, _mm512_set1_epi64(16));
+    __m512i t = _mm512_castpd_si512(_mm512_mask_blend_pd(upper, lo, hi));
+    __m512d sc = _mm512_castsi512_pd(_mm512_add_epi64(t, _mm512_slli_epi64(ki, 47)));
+    __m512d z = _mm512_fmadd_pd(r, c0, c1);
+    __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(r, c2, _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(z, r2, y);
+    return _mm512_cvtpd_ps(_mm512_mul_pd(y, sc));
+}
+
+// gate = (g / (1 + expf(-g))) · up, the scalar loop's float operations, 16 lanes at a time.
+T512 static void swiglu512(float *gate, const float *up, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 x = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u)));
+        __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20), _mm512_set1_epi32(0x7ff));
+        if (_mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(0x42a))) break;   // libm's special path: scalar from here
+        __m512 e = _mm512_insertf32x8(_mm512_castps256_ps512(expf8(_mm512_castps512_ps256(x))),
+                                      expf8(_mm512_extractf32x8_ps(x, 1)), 1);
+        __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(_mm512_div_ps(g, d), _mm512_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        gate[i] = (g / (1.0f + expf(-g))) * up[i];
+    }
+}
+
+// Whether expf8 gives this process's libm expf bit for bit (another libm, or glibc's non-FMA
+// build, need not): checked once on 2^16 inputs spread over expf's whole domain.
+static _Atomic int gk_expf8_ok = -1;
+T512 static int expf8_matches_libm(void) {
+    int ok = atomic_load_explicit(&gk_expf8_ok, memory_order_relaxed);
+    if (ok >= 0) return ok;
+    ok = 1;
+    for (uint32_t i = 0; i < 65536 && ok; i += 8) {
+        float in[8], got[8];
+        for (int l = 0; l < 8; l++) {
+            uint32_t u = (i + (uint32_t)l) * 2654435761u;            // spread over all bit patterns
+            memcpy(&in[l], &u, 4);
+            uint32_t top = (u >> 20) & 0x7ff;
+            if (top > 0x42a) in[l] = (float)(int)(u % 176) - 88.0f;  // keep to the fast path
+        }
+        _mm256_storeu_ps(got, expf8(_mm256_loadu_ps(in)));
+        for (int l = 0; l < 8; l++) {
+            float want = expf(in[l]);
+            if (memcmp(&want, &got[l], 4) != 0) ok = 0;
+        }
+    }
+    atomic_store_explicit(&gk_expf8_ok, ok, memory_order_relaxed);
+    return ok;
+}
+
 void gk_swiglu(float *gate, const float *up, size_t n) {
+    if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) { swiglu512(gate, up, n); return; }
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = (g / (1.0f + expf(-g))) * up[i];
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention of one query head over n cached positions: the operations of gk_dot, expf and gk_axpy
+// in the order Model.forward did them one call at a time (so results are unchanged), with eight
+// keys' dot products interleaved (independent FMA chains, one transposed reduction) and the
+// output kept in registers.
+
+// sc[j] = expf(sc[j] - m) for j below the returned count (whole groups of 8 with no lane on
+// libm's special path), eight at a time with expf8.
+T512 static size_t exp_shifted512(float *sc, size_t n, float m) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(m));
+        __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+        if (_mm256_cmpgt_epi32_mask(top, _mm256_set1_epi32(0x42a))) {
+            for (size_t i = j; i < j + 8; i++) sc[i] = expf(sc[i] - m);
+            continue;
+        }
+        _mm256_storeu_ps(sc + j, expf8(x));
+    }
+    return j;
+}
+
+T256 static void attend256(float *out, const float *q, const float *keys, const float *values,
+                           size_t stride, size_t n, size_t hd, float scale, float *sc) {
+    float maxs = -INFINITY;
+    size_t j = 0;
+    if (hd % 8 == 0) {
+        // Eight keys at a time; their eight 8-lane sums are reduced together with the pairs of
+        // dot256's final sum ((l, l+4), then (l, l+2), then (l, l+1)), landing as keys 0,2,4,6,1,3,5,7.
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; j + 8 <= n; j += 8) {
+            const float *k0 = keys + j * stride;
+            __m256 a[8];
+            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+            for (size_t k = 0; k < hd; k += 8) {
+                __m256 qv = _mm256_loadu_ps(q + k);
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i * stride + k), a[i]);
+            }
+            __m256 s4[4], s2[2];
+            for (int i = 0; i < 4; i++)
+                s4[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                                      _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+            for (int i = 0; i < 2; i++)
+                s2[i] = _mm256_add_ps(_mm256_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0x44),
+                                      _mm256_shuffle_ps(s4[2 * i], s4[2 * i + 1], 0xEE));
+            __m256 d = _mm256_add_ps(_mm256_shuffle_ps(s2[0], s2[1], 0x88), _mm256_shuffle_ps(s2[0], s2[1], 0xDD));
+            _mm256_storeu_ps(sc + j, _mm256_mul_ps(_mm256_permutevar8x32_ps(d, order), _mm256_set1_ps(scale)));
+            for (int i = 0; i < 8; i++) maxs = sc[j + i] >= maxs ? sc[j + i] : maxs;
+        }
+    }
+    for (; j < n; j++) {
+        sc[j] = dot256(q, keys + j * stride, hd) * scale;
+        maxs = sc[j] >= maxs ? sc[j] : maxs;
+    }
+    float sum = 0;
+    j = 0;
+    if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) j = exp_shifted512(sc, n, maxs);
+    for (; j < n; j++) sc[j] = expf(sc[j] - maxs);
+    for (j = 0; j < n; j++) sum += sc[j];
+    // out = Σ_j (sc[j]/sum)·v_j, each element accumulated over j in order with fused multiply-adds.
+    size_t k0 = 0;
+    for (; k0 + 64 <= hd; k0 += 64) {
+        __m256 o[8];
+        for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
+        for (j = 0; j < n; j++) {
+            __m256 a = _mm256_set1_ps(sc[j] / sum);
+            const float *v = values + j * stride + k0;
+            for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+        }
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, o[i]);
+    }
+    if (k0 < hd) {
+        for (size_t i = k0; i < hd; i++) out[i] = 0;
+        for (j = 0; j < n; j++) axpy256(out + k0, sc[j] / sum, values + j * stride + k0, hd - k0);
+    }
+}
+
+void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
+               size_t n, size_t hd, float scale, float *scores) {
+    if (detect_level() >= LEVEL_AVX2) { attend256(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    float maxs = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        scores[j] = gk_dot(q, keys + j * stride, hd) * scale;
+        maxs = scores[j] >= maxs ? scores[j] : maxs;
+    }
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) {
+        float e = expf(scores[j] - maxs);
+        scores[j] = e;
+        sum += e;
+    }
+    for (size_t i = 0; i < hd; i++) out[i] = 0;
+    for (size_t j = 0; j < n; j++) gk_axpy(out, scores[j] / sum, values + j * stride, hd);
 }

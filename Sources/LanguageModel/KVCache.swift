@@ -15,8 +15,8 @@ public final class KVCache: @unchecked Sendable {
         self.kvDim = kvDim
         self.maxTokens = maxTokens
         capacity = max(1, min(initialCapacity, maxTokens))
-        keys = .allocate(capacity: layers * capacity * kvDim)
-        values = .allocate(capacity: layers * capacity * kvDim)
+        keys = alignedFloats(layers * capacity * kvDim)
+        values = alignedFloats(layers * capacity * kvDim)
     }
 
     deinit {
@@ -35,8 +35,8 @@ public final class KVCache: @unchecked Sendable {
         guard needed > capacity else { return }
         guard needed <= maxTokens else { throw ModelError.contextOverflow(needed: needed, limit: maxTokens) }
         let newCapacity = min(maxTokens, max(needed, capacity * 2))
-        let nk = UnsafeMutablePointer<Float>.allocate(capacity: layers * newCapacity * kvDim)
-        let nv = UnsafeMutablePointer<Float>.allocate(capacity: layers * newCapacity * kvDim)
+        let nk = alignedFloats(layers * newCapacity * kvDim)
+        let nv = alignedFloats(layers * newCapacity * kvDim)
         for l in 0..<layers {
             (nk + l * newCapacity * kvDim).update(from: keys + l * capacity * kvDim, count: count * kvDim)
             (nv + l * newCapacity * kvDim).update(from: values + l * capacity * kvDim, count: count * kvDim)
@@ -58,4 +58,13 @@ public final class KVCache: @unchecked Sendable {
 
     /// Forgets positions from `length` on (stop, rewind).
     public func truncate(to length: Int) { count = max(0, min(count, length)) }
+}
+
+/// Float buffers on 64-byte (cache-line) boundaries: the kernels' 512-bit loads of activation
+/// and cache rows then never straddle two lines (a 16-byte-aligned buffer made batch-16
+/// matmuls ~25% slower). Release with `deallocate()` as usual.
+@inline(__always)
+func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        .bindMemory(to: Float.self, capacity: max(count, 1))
 }

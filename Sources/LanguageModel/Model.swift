@@ -45,6 +45,8 @@ public final class Model: @unchecked Sendable {
     /// `scratchLock`: one step at a time uses it).
     private let scratch = Scratch()
     private let scratchLock = NSLock()
+    /// When set, `forward` charges its time to phases here (benchmarks: `graft bench --profile`).
+    public var profile: ForwardProfile?
 
     public init(weights: ModelWeights, pool: WorkerPool) {
         self.config = weights.config
@@ -90,6 +92,8 @@ public final class Model: @unchecked Sendable {
     public func forward(_ inputs: [ForwardInput], trace: ForwardTrace? = nil) throws -> [[[Float]]] {
         scratchLock.lock()
         defer { scratchLock.unlock() }
+        let prof = profile
+        prof?.begin()
         let c = config
         let d = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, f = c.intermediateSize
         let hd = c.headDim, half = hd / 2
@@ -117,17 +121,18 @@ public final class Model: @unchecked Sendable {
             row += input.tokens.count
         }
 
-        let x = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // residual stream
-        let h = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)      // normed
-        let q = UnsafeMutablePointer<Float>.allocate(capacity: rows * qDim)
-        let k = UnsafeMutablePointer<Float>.allocate(capacity: rows * kvDim)
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: rows * kvDim)
-        let att = UnsafeMutablePointer<Float>.allocate(capacity: rows * qDim)
-        let gate = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
-        let up = UnsafeMutablePointer<Float>.allocate(capacity: rows * f)
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+        let x = alignedFloats(rows * d)      // residual stream
+        let h = alignedFloats(rows * d)      // normed
+        let q = alignedFloats(rows * qDim)
+        let k = alignedFloats(rows * kvDim)
+        let v = alignedFloats(rows * kvDim)
+        let att = alignedFloats(rows * qDim)
+        let gate = alignedFloats(rows * f)
+        let up = alignedFloats(rows * f)
+        let tmp = alignedFloats(rows * d)
         defer { for p in [x, h, q, k, v, att, gate, up, tmp] { p.deallocate() } }
 
+        prof?.mark(.setup)
         var t = 0
         for input in inputs {
             let entries = input.variant?.embedding ?? []
@@ -137,6 +142,7 @@ public final class Model: @unchecked Sendable {
                 t += 1
             }
         }
+        prof?.mark(.embed)
 
         ropeCos.withUnsafeBufferPointer { cosTable in
             ropeSin.withUnsafeBufferPointer { sinTable in
@@ -144,9 +150,13 @@ public final class Model: @unchecked Sendable {
                     trace?.residualPreAttention?(li, x)
                     // a = x + o·Attn(q, k, v)(norm1(x))
                     normalize(h, x, segments: segments, base: layer.attnNorm) { $0.vectors.attnNorm[li] }
+                    prof?.mark(.norms)
                     project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments)
+                    prof?.mark(.q)
                     project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments)
+                    prof?.mark(.k)
                     project(v, ldo: kvDim, h, ldx: d, layer: li, .v, segments: segments)
+                    prof?.mark(.v)
                     if let baseQ = layer.qBias, let baseK = layer.kBias, let baseV = layer.vBias {
                         for segment in segments {
                             let vv = segment.variant?.vectors
@@ -177,6 +187,7 @@ public final class Model: @unchecked Sendable {
                         cache.key(layer: li, position: posOf[r]).update(from: k + r * kvDim, count: kvDim)
                         cache.value(layer: li, position: posOf[r]).update(from: v + r * kvDim, count: kvDim)
                     }
+                    prof?.mark(.ropeCache)
                     // Causal attention of each new token over its own sequence's cache.
                     let scale = 1 / Float(hd).squareRoot()
                     let posCopy = posOf, seqCopy = seqOf
@@ -189,45 +200,62 @@ public final class Model: @unchecked Sendable {
                                 let r = job / c.heads, head = job % c.heads, g = head / groups
                                 let cache = caches[seqCopy[r]]
                                 let n = posCopy[r] + 1
-                                let qv = qp + r * qDim + head * hd
-                                var maxScore = -Float.infinity
-                                for j in 0..<n {
-                                    let s = dot(qv, cache.key(layer: li, position: j) + g * hd, count: hd) * scale
-                                    sc[j] = s
-                                    maxScore = max(maxScore, s)
-                                }
-                                var sum: Float = 0
-                                for j in 0..<n {
-                                    let e = expf(sc[j] - maxScore)
-                                    sc[j] = e
-                                    sum += e
-                                }
-                                if let traceWeights {   // normalised in place: sc[j] / 1 is exact, the output unchanged
+                                if let traceWeights {
+                                    // The same operations as `attend` (bit-identical), with the
+                                    // weights normalised in place for the trace: sc[j] / 1 is
+                                    // exact, so the output is unchanged.
+                                    let qv = qp + r * qDim + head * hd
+                                    var maxScore = -Float.infinity
+                                    for j in 0..<n {
+                                        let s = dot(qv, cache.key(layer: li, position: j) + g * hd, count: hd) * scale
+                                        sc[j] = s
+                                        maxScore = max(maxScore, s)
+                                    }
+                                    var sum: Float = 0
+                                    for j in 0..<n {
+                                        let e = expf(sc[j] - maxScore)
+                                        sc[j] = e
+                                        sum += e
+                                    }
                                     for j in 0..<n { sc[j] /= sum }
                                     sum = 1
                                     traceWeights(li, r, head, sc.baseAddress!, n)
+                                    let out = ap + r * qDim + head * hd
+                                    out.update(repeating: 0, count: hd)
+                                    for j in 0..<n {
+                                        axpy(out, sc[j] / sum, cache.value(layer: li, position: j) + g * hd, count: hd)
+                                    }
+                                    continue
                                 }
-                                let out = ap + r * qDim + head * hd
-                                out.update(repeating: 0, count: hd)
-                                for j in 0..<n {
-                                    axpy(out, sc[j] / sum, cache.value(layer: li, position: j) + g * hd, count: hd)
-                                }
+                                attend(ap + r * qDim + head * hd, query: qp + r * qDim + head * hd,
+                                       keys: cache.key(layer: li, position: 0) + g * hd,
+                                       values: cache.value(layer: li, position: 0) + g * hd,
+                                       stride: kvDim, count: n, headDim: hd, scale: scale, scratch: sc.baseAddress!)
                             }
                         }
                     }
+                    prof?.mark(.attention)
                     trace?.attentionMix?(li, att)
                     project(tmp, ldo: d, att, ldx: qDim, layer: li, .o, segments: segments)
+                    prof?.mark(.o)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
+                    prof?.mark(.residual)
                     trace?.residualPreFFN?(li, x)
 
                     // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
                     normalize(h, x, segments: segments, base: layer.mlpNorm) { $0.vectors.mlpNorm[li] }
+                    prof?.mark(.norms)
                     project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments)
+                    prof?.mark(.gate)
                     project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments)
+                    prof?.mark(.up)
                     for r in 0..<rows { swiGLU(gate + r * f, up + r * f, count: f) }
+                    prof?.mark(.swiglu)
                     trace?.ffnCoefficients?(li, gate)
                     project(tmp, ldo: d, gate, ldx: f, layer: li, .down, segments: segments)
+                    prof?.mark(.down)
                     for i in 0..<(rows * d) { x[i] += tmp[i] }
+                    prof?.mark(.residual)
                 }
             }
         }
@@ -261,11 +289,13 @@ public final class Model: @unchecked Sendable {
                     }
                 }
             }
+            prof?.mark(.finalNorm)
             logits.withUnsafeMutableBufferPointer { out in
                 matmul(out.baseAddress!, ldo: vocab, h, ldx: d, n: wanted.count, weights.lmHead, pool: pool)
                 applyUnmerged(out: out.baseAddress!, ldo: vocab, x: h, ldx: d, segments: logitSegments,
                               outDim: vocab, inDim: d) { $0.lmHead }
             }
+            prof?.mark(.lmHead)
         }
         var result: [[[Float]]] = []
         var cursor = 0
@@ -274,6 +304,7 @@ public final class Model: @unchecked Sendable {
             result.append((0..<n).map { i in Array(logits[((cursor + i) * vocab)..<((cursor + i + 1) * vocab)]) })
             cursor += n
         }
+        prof?.mark(.logitsOut)
         return result
     }
 

@@ -40,6 +40,16 @@ public func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointe
     gk_axpy(y, a, x, count)
 }
 
+/// One query head's causal attention over `count` cached positions (key/value j at
+/// `keys/values + j·stride`): softmax((q·k_j)·scale) then Σ_j p_j·v_j, in a fixed order per
+/// query (gk_attend). `scratch` holds `count` floats.
+@inline(__always)
+public func attend(_ out: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                   values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int, scale: Float,
+                   scratch: UnsafeMutablePointer<Float>) {
+    gk_attend(out, query, keys, values, stride, count, headDim, scale, scratch)
+}
+
 /// gate = silu(gate) ⊙ up
 public func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
     gk_swiglu(gate, up, count)

@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repeats (the median is reported).") var repeats = 5
     @Option(help: "Bytes of the bandwidth probe buffer (MiB).") var probeMiB = 1024
     @Option(help: "Also write the results as JSON here.") var json: String?
+    @Flag(help: "After each decode figure, run the same steps again with a per-phase timing breakdown.") var profile = false
 
     func run() throws {
         let threadCounts = try list(threads, "--threads")
@@ -82,11 +83,15 @@ struct BenchCommand: ParsableCommand {
                     _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [1 + i, 2 + i, 3 + i, 4]) })
                     // Bandwidth right beside each decode figure: it can jump between levels.
                     let bandwidth = Probes.readBandwidth(bytes: probeMiB << 20, threads: t, repeats: 3)
+                    let cpu0 = processCPUSeconds()
                     let s = Probes.medianSeconds(repeats: repeats) {
                         for step in 0..<steps {
                             _ = try? m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
                         }
                     }
+                    // CPU time of the whole process per step (all repeats): on a loaded machine the
+                    // wall-clock figure includes waiting for a core; this does not.
+                    let cpuPerStep = (processCPUSeconds() - cpu0) / Double(max(1, repeats) * steps)
                     let perStep = s / Double(steps)
                     let throughput = Double(b) / perStep
                     if b == 1 { single = throughput }
@@ -95,9 +100,19 @@ struct BenchCommand: ParsableCommand {
                     var line = String(format: "decode batch %3d: %8.1f tok/s  (%.2f ms/step; bound %.2f ms at %.1f GB/s read → %5.1f%% of bound)",
                                       b, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
                     if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
+                    line += String(format: "  [cpu %.2f ms/step]", cpuPerStep * 1e3)
                     print(line)
+                    if profile {
+                        let p = ForwardProfile()
+                        m.profile = p
+                        for step in 0..<steps {
+                            _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                        }
+                        m.profile = nil
+                        printProfile(p, config: m.config, batch: b)
+                    }
                     records.append(["kind": "decode", "dtype": wdtype, "threads": t, "batch": b, "tokens_per_s": throughput,
-                                    "ms_per_step": perStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "bound_ms": bound * 1e3,
+                                    "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "bound_ms": bound * 1e3,
                                     "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
                 }
             }
@@ -154,4 +169,49 @@ func residentBytes() -> Int {
         return kb * 1024
     }
     return 0
+}
+
+
+/// The breakdown of `graft bench --profile`: wall and CPU ms per step by phase, share of the
+/// step's CPU time, and the rate of the matmul phases (2 FLOPs per multiply-add, per CPU
+/// second of the submitting thread: with several threads the workers' share is not counted).
+func printProfile(_ p: ForwardProfile, config c: ModelConfig, batch: Int) {
+    let steps = Double(max(p.steps, 1))
+    let total = Double(p.nanoseconds.reduce(0, +)) / steps
+    let totalCPU = Double(p.cpuNanoseconds.reduce(0, +)) / steps
+    let d = Double(c.hiddenSize), f = Double(c.intermediateSize), layers = Double(c.layers), n = Double(batch)
+    func flops(_ phase: ForwardProfile.Phase) -> Double? {
+        switch phase {
+        case .q, .o: return 2 * n * d * Double(c.qDim) * layers
+        case .k, .v: return 2 * n * d * Double(c.kvDim) * layers
+        case .gate, .up, .down: return 2 * n * d * f * layers
+        case .lmHead: return 2 * n * d * Double(c.vocabSize)
+        default: return nil
+        }
+    }
+    func pad(_ s: String) -> String { s.padding(toLength: 18, withPad: " ", startingAt: 0) }
+    var matmulNs = 0.0, matmulCPU = 0.0, matmulFlops = 0.0
+    print(String(format: "  profile, batch %d, %d steps: %.2f ms/step wall, %.2f ms/step cpu (submitting thread)", batch, p.steps, total / 1e6, totalCPU / 1e6))
+    print("    " + pad("phase") + "   wall ms      cpu ms  cpu%   GFLOP/s(cpu)")
+    for phase in ForwardProfile.Phase.allCases {
+        let ns = Double(p.nanoseconds[phase.rawValue]) / steps, cpu = Double(p.cpuNanoseconds[phase.rawValue]) / steps
+        guard ns > 0 else { continue }
+        var line = "    " + pad(phase.name) + String(format: " %8.3f    %8.3f %5.1f%%", ns / 1e6, cpu / 1e6, 100 * cpu / totalCPU)
+        if let fl = flops(phase) {
+            line += String(format: "  %6.1f", fl / cpu)
+            matmulNs += ns
+            matmulCPU += cpu
+            matmulFlops += fl
+        }
+        print(line)
+    }
+    print("    " + pad("all matmuls") + String(format: " %8.3f    %8.3f %5.1f%%  %6.1f", matmulNs / 1e6, matmulCPU / 1e6, 100 * matmulCPU / totalCPU, matmulFlops / matmulCPU))
+}
+
+/// User plus system CPU seconds of this process so far (all threads).
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }

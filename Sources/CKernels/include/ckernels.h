@@ -65,3 +65,10 @@ int gk_pool_threads(const gk_pool *pool);
 void gk_pool_run(gk_pool *pool, gk_task_fn fn, void *ctx, int chunks);
 /// Whether the calling thread is running a pool chunk (nested loops then run serially).
 int gk_pool_in_task(void);
+
+/// Causal attention of one query head: scores[j] = (q·k_j)·scale for j < n (k_j = keys + j·stride,
+/// each dot as gk_dot), softmax with the max subtracted (expf, sum in order), then
+/// out[hd] = Σ_j (e_j / sum)·v_j accumulated over j in order with fused multiply-adds (as
+/// gk_axpy). `scores` is scratch of n floats. Depends only on this query and its sequence's cache.
+void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
+               size_t n, size_t hd, float scale, float *scores);
