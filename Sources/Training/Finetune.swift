@@ -139,7 +139,7 @@ public final class Finetuner {
     /// label tokens of the step, as transformers' Trainer computes it with num_items_in_batch).
     @discardableResult
     public func trainStep(_ batch: [TrainingSequence]) throws -> (loss: Double, tokens: Int, gradNorm: Double?) {
-        model.zeroGradients()
+        profile("zero gradients") { model.zeroGradients() }
         let total = Double(batch.reduce(0) { $0 + $1.lossTokens })
         var loss = 0.0, tokens = 0
         var i = 0
@@ -149,8 +149,8 @@ public final class Finetuner {
             tokens += micro.reduce(0) { $0 + $1.tokens.count }
             i += options.microBatchSize
         }
-        let norm = options.maxGradNorm.map { clipGradientNorm(slots, maxNorm: $0) }
-        optimizer.step(lr: schedule.rate(at: step))
+        let norm = profile("clip gradients") { options.maxGradNorm.map { clipGradientNorm(slots, maxNorm: $0) } }
+        profile("optimizer") { optimizer.step(lr: schedule.rate(at: step)) }
         step += 1
         return (loss, tokens, norm)
     }

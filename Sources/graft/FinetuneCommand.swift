@@ -54,6 +54,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: .hidden) var benchLength = 256
     @Option(help: .hidden) var benchSteps = 2
     @Option(help: .hidden) var benchModes = "lora,full"
+    @Flag(help: .hidden) var benchProfile = false
 
     func run() throws {
         let pool = WorkerPool(threads: threads)
@@ -142,7 +143,7 @@ struct FinetuneCommand: ParsableCommand {
         for mode in benchModes.split(separator: ",") {
             let m = try TrainingModel.load(directory: model, pool: pool)
             var r = try TrainingBenchmark.run(model: m, lora: mode == "lora", batch: benchBatch, length: benchLength,
-                                              steps: benchSteps, peakGFLOPS: peak)
+                                              steps: benchSteps, peakGFLOPS: peak, profile: benchProfile)
             let after = TrainingBenchmark.gemmPeakGFLOPS(pool: pool)
             peak = max(peak, after)
             r.peakGFLOPS = peak
@@ -151,6 +152,15 @@ struct FinetuneCommand: ParsableCommand {
                          r.mode, benchBatch, benchLength, r.secondsPerStep, r.tokensPerSecond, r.executedGFLOPS,
                          100 * r.ratioToPeak, 100 * r.modelRatioToPeak, r.executedGFLOPPerCPUSecond,
                          100 * r.executedGFLOPPerCPUSecond / peakCPU, Double(r.peakBytes) / Double(1 << 30)))
+            print(String(format: "  FLOPs counted per token: model %.2f GFLOP (%@·P, P = %.0fM weight MACs incl. lm head; attention not counted), executed %.2f GFLOP (adds the per-layer recompute and full T×T attention fwd + recompute + bwd)",
+                         r.modelFLOPsPerToken / 1e9, mode == "lora" ? "4" : "6", r.modelFLOPsPerToken / (mode == "lora" ? 4 : 6) / 1e6,
+                         r.executedFLOPsPerToken / 1e9))
+            if let p = r.profile {
+                let shapes = TrainingBenchmark.gemmShapeGFLOPS(pool: pool, config: m.config, rows: benchBatch * benchLength)
+                print("  sgemm at the step's shapes (same pool, after the run): " + shapes.map { String(format: "%@ %.1f", $0.0, $0.1) }.joined(separator: ", ") + " GFLOP/s")
+                print("  profile (wall time of the timed steps by phase; gemm lines show their GFLOP/s):")
+                print(p)
+            }
         }
     }
 
