@@ -58,9 +58,28 @@ public final class Gradient: @unchecked Sendable {
         }
     }
 
+    /// Set by `zeroLazily()`: the tensor's contents count as zeros. The first full-selection
+    /// product then overwrites it (beta 0) instead of a separate pass writing zeros over the
+    /// whole gradient (2 GB of a 0.5B full fine-tune each step); anything else zeroes it first.
+    private(set) var pendingZero = false
+
+    func zeroLazily() { pendingZero = true }
+
+    /// Writes the pending zeros, if any: before anything reads or partly updates the tensor.
+    func materialize() {
+        if pendingZero { tensor.zero(); pendingZero = false }
+    }
+
     /// tensor += (dyᵀ · x) restricted to the selection; dy [n, out], x [n, in].
     func accumulateOuter(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, out: Int, in cols: Int,
                          scratch: Scratch, pool: WorkerPool) {
+        if case .full = selection, pendingZero, n > 0 {
+            pendingZero = false
+            gemm(transA: true, transB: false, m: out, n: cols, k: n, dy, lda: out, x, ldb: cols,
+                 beta: 0, tensor.data, ldc: cols, pool: pool)
+            return
+        }
+        materialize()
         switch selection {
         case .full:
             gemm(transA: true, transB: false, m: out, n: cols, k: n, dy, lda: out, x, ldb: cols,
@@ -82,6 +101,7 @@ public final class Gradient: @unchecked Sendable {
 
     /// Row `r` of the full gradient += values (`cols` floats): embedding lookups.
     func addRow(_ r: Int, _ values: UnsafePointer<Float>, cols: Int) {
+        materialize()
         switch selection {
         case .full:
             axpy(cols, 1, values, tensor.data + r * cols)

@@ -163,6 +163,8 @@ extension TrainingModel {
                 for (r, tok) in tokens.enumerated() { g.addRow(tok, dres + r * d, cols: d) }
             }
         }
+        // Gradients zeroed lazily that this backward did not reach.
+        profile("zero gradients") { materializeGradients() }
         return result
     }
 
