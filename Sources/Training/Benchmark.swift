@@ -20,6 +20,8 @@ public enum TrainingBenchmark {
         public var cpuSecondsPerStep: Double
         public var executedGFLOPPerCPUSecond: Double { executedFLOPsPerToken * tokens / cpuSecondsPerStep / 1e9 }
         public var tokens: Double
+        /// Whether the steps kept every layer's activations (no per-layer recompute).
+        public var keptActivations = false
         /// Per-phase breakdown of the timed steps (`profile: true`), else nil.
         public var profile: String?
 
@@ -85,6 +87,7 @@ public enum TrainingBenchmark {
         for _ in 0..<steps { try ft.trainStep(data) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
         profiler.enabled = false
+        let kept = model.lastStepKeptActivations
         let breakdown = profile ? profiler.report(total: seconds * Double(steps), steps: steps) : nil
         let cpu = (cpuSeconds() - c0) / Double(steps)
         let tokens = Double(batch * length)
@@ -98,11 +101,13 @@ public enum TrainingBenchmark {
         // forward 2, recompute 2 (not the lm head), backward: dx 2 (+ dW 2 when full); attention
         // backward ~2.5× its forward (recomputed P, dP, dQ, dK, dV).
         let layers = Double(c.layers) * layerMACs
-        let executed = 2 * p + 2 * layers + (lora ? 2 : 4) * p + 2 * attention * (1 + 1 + 2.5)
+        // The recompute only when the step did not keep every layer's activations.
+        let recompute: Double = kept ? 0 : 1
+        let executed = 2 * p + 2 * layers * recompute + (lora ? 2 : 4) * p + 2 * attention * (1 + recompute + 2.5)
         let model = (lora ? 4 : 6) * p
         return Result(mode: lora ? "lora r16" : "full", tokensPerSecond: tokens / seconds, secondsPerStep: seconds,
                       executedFLOPsPerToken: executed, modelFLOPsPerToken: model, peakGFLOPS: peakGFLOPS,
-                      peakBytes: peakResidentBytes(), cpuSecondsPerStep: cpu, tokens: tokens, profile: breakdown)
+                      peakBytes: peakResidentBytes(), cpuSecondsPerStep: cpu, tokens: tokens, keptActivations: kept, profile: breakdown)
     }
 
     /// GFLOP/s of sgemm over the pool at the shapes a step of `rows` rows runs for `model`

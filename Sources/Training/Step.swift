@@ -3,23 +3,17 @@ import Foundation
 import LanguageModel
 import TensorCore
 
-/// Scratch memory of one step, reused across steps (sized by the largest batch seen).
-/// Activations are kept for one layer at a time: the forward keeps only each layer's input
-/// (the residual stream), and the backward recomputes a layer's activations before reading it
-/// in reverse — activation checkpointing per layer, one extra forward for O(layers) less memory.
-final class StepBuffers {
-    let residuals = Scratch()        // (layers + 1) × rows × hidden
+/// One decoder block's saved activations (what layerForward writes and layerBackward reads).
+final class LayerScratch {
     let h1 = Scratch(), rstd1 = Scratch(), q = Scratch(), k = Scratch(), v = Scratch()
     let att = Scratch(), x2 = Scratch(), h2 = Scratch(), rstd2 = Scratch()
-    let gate = Scratch(), up = Scratch(), m = Scratch(), y = Scratch()
-    let dh = Scratch(), datt = Scratch(), dq = Scratch(), dk = Scratch(), dv = Scratch()
-    let dm = Scratch(), dg = Scratch(), du = Scratch(), dres = Scratch()
-    let hF = Scratch(), rstdF = Scratch(), dhF = Scratch()
-    let hChunk = Scratch(), dhChunk = Scratch(), logits = Scratch(), teacherLogits = Scratch(), teacherChunk = Scratch()
+    let gate = Scratch(), up = Scratch(), m = Scratch()
 
-    /// One layer's saved activations for `rows` rows: what layerForward writes and
-    /// layerBackward reads, sized in this one place.
-    func layerActivations(rows: Int, _ c: ModelConfig) -> LayerActivations {
+    /// Floats of one block's activations per row.
+    static func floatsPerRow(_ c: ModelConfig) -> Int { 3 * c.hiddenSize + 2 + 2 * c.qDim + 2 * c.kvDim + 3 * c.intermediateSize }
+
+    /// Views sized for `rows` rows, in this one place.
+    func views(rows: Int, _ c: ModelConfig) -> LayerActivations {
         let d = c.hiddenSize, f = c.intermediateSize
         return LayerActivations(
             h1: h1.reserve(rows * d), rstd1: rstd1.reserve(rows),
@@ -27,6 +21,45 @@ final class StepBuffers {
             att: att.reserve(rows * c.qDim), x2: x2.reserve(rows * d),
             h2: h2.reserve(rows * d), rstd2: rstd2.reserve(rows),
             gate: gate.reserve(rows * f), up: up.reserve(rows * f), m: m.reserve(rows * f))
+    }
+}
+
+/// Scratch memory of one step, reused across steps (sized by the largest batch seen).
+/// When every layer's activations fit the budget (`TrainingModel.keptActivationsBudgetBytes`)
+/// the forward keeps them all and the backward reads them. Otherwise activations are kept for
+/// one layer at a time: the forward keeps only each layer's input (the residual stream), and
+/// the backward recomputes a layer's activations before reading it in reverse — activation
+/// checkpointing per layer, one extra forward for O(layers) less memory. Both give the same
+/// floats: the recompute runs the same kernels on the same inputs.
+final class StepBuffers {
+    let residuals = Scratch()        // (layers + 1) × rows × hidden
+    let shared = LayerScratch()
+    /// One LayerScratch per layer while steps keep every layer's activations.
+    var kept: [LayerScratch] = []
+    /// Whether the current step keeps every layer's activations (no recompute).
+    var keepAll = false
+    let y = Scratch()
+    let dh = Scratch(), datt = Scratch(), dq = Scratch(), dk = Scratch(), dv = Scratch()
+    let dm = Scratch(), dg = Scratch(), du = Scratch(), dres = Scratch()
+    let hF = Scratch(), rstdF = Scratch(), dhF = Scratch()
+    let hChunk = Scratch(), dhChunk = Scratch(), logits = Scratch(), teacherLogits = Scratch(), teacherChunk = Scratch()
+
+    /// Layer `li`'s saved activations for `rows` rows: its own buffers when the step keeps
+    /// every layer's, else the shared ones.
+    func layerActivations(_ li: Int, rows: Int, _ c: ModelConfig) -> LayerActivations {
+        (keepAll ? kept[li] : shared).views(rows: rows, c)
+    }
+
+    /// Decides whether a step of `rows` rows keeps every layer's activations: when the layers
+    /// beyond the one always held fit `budget` bytes.
+    func planActivations(rows: Int, _ c: ModelConfig, budget: Int) {
+        let extra = (c.layers - 1) * rows * LayerScratch.floatsPerRow(c) * MemoryLayout<Float>.size
+        keepAll = c.layers > 1 && extra <= budget
+        if keepAll {
+            while kept.count < c.layers { kept.append(kept.isEmpty ? shared : LayerScratch()) }
+        } else {
+            kept = []
+        }
     }
 }
 
@@ -76,6 +109,8 @@ extension TrainingModel {
         let tokens = batch.sequences.flatMap(\.tokens)
         let res = b.residuals.reserve((c.layers + 1) * rows * d)
         let prof = StepProfiler.shared
+        b.planActivations(rows: rows, c, budget: backward ? keptActivationsBudget() : 0)
+        defer { b.keepAll = false }
         profile("embedding") {
             for (r, tok) in tokens.enumerated() {
                 (res + r * d).update(from: embed.forwardWeight + tok * d, count: d)
@@ -149,8 +184,9 @@ extension TrainingModel {
             tk_rmsnorm_backward(dres, finalNorm.gradient?.data, dhF, res + c.layers * rows * d, finalNorm.value.data, rstdF, rows, d)
         }
         for li in stride(from: c.layers - 1, through: 0, by: -1) {
-            // The last layer's activations are still in the buffers from the forward.
-            if li != c.layers - 1 {
+            // The last layer's activations are still in the buffers from the forward (every
+            // layer's, when the step keeps them all).
+            if li != c.layers - 1 && !b.keepAll {
                 prof.recomputing = true
                 layerForward(li, x: res + li * rows * d, y: b.y.reserve(rows * d), layout: layout)
                 prof.recomputing = false
@@ -224,7 +260,7 @@ extension TrainingModel {
     func layerForward(_ li: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, layout: RowLayout) {
         let c = config, L = layers[li], b = buffers
         let rows = layout.rows, d = c.hiddenSize, f = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
-        let s = b.layerActivations(rows: rows, c)
+        let s = b.layerActivations(li, rows: rows, c)
         let (h1, rstd1, q, k, v, att, x2, h2, rstd2, gate, up, m) = (s.h1, s.rstd1, s.q, s.k, s.v, s.att, s.x2, s.h2, s.rstd2, s.gate, s.up, s.m)
 
         let prof = StepProfiler.shared
@@ -263,7 +299,7 @@ extension TrainingModel {
     func layerBackward(_ li: Int, dres: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, layout: RowLayout) {
         let c = config, L = layers[li], b = buffers
         let rows = layout.rows, d = c.hiddenSize, f = c.intermediateSize, qDim = c.qDim, kvDim = c.kvDim
-        let s = b.layerActivations(rows: rows, c)
+        let s = b.layerActivations(li, rows: rows, c)
         let (h1, rstd1, q, k, v, att, x2, h2, rstd2, gate, up, m) = (s.h1, s.rstd1, s.q, s.k, s.v, s.att, s.x2, s.h2, s.rstd2, s.gate, s.up, s.m)
         let dh = b.dh.reserve(rows * d), datt = b.datt.reserve(rows * qDim)
         let dq = b.dq.reserve(rows * qDim), dk = b.dk.reserve(rows * kvDim), dv = b.dv.reserve(rows * kvDim)

@@ -54,6 +54,17 @@ public final class TrainingModel: @unchecked Sendable {
     let ropeCos: [Float]
     let ropeSin: [Float]
     let buffers = StepBuffers()
+    /// Bytes a training step may spend keeping every layer's activations instead of
+    /// recomputing each layer's in the backward (nil: a quarter of MemAvailable at the step,
+    /// at most 4 GiB; 0: always recompute). The gradients are the same floats either way.
+    public var keptActivationsBudgetBytes: Int? = nil
+    /// Whether the last training step kept every layer's activations (no recompute).
+    public var lastStepKeptActivations: Bool { !buffers.kept.isEmpty }
+
+    func keptActivationsBudget() -> Int {
+        if let b = keptActivationsBudgetBytes { return b }
+        return min(4 << 30, (availableMemoryBytes() ?? 0) / 4)
+    }
 
     public init(weights: ModelWeights, pool: WorkerPool) {
         let c = weights.config
