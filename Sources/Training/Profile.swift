@@ -51,12 +51,14 @@ public final class StepProfiler: @unchecked Sendable {
         var covered = 0.0
         for (name, e) in sorted {
             covered += e.seconds
-            var line = String(format: "  %-26@ %8.3f s/step %5.1f%%", name as NSString, e.seconds / Double(steps), 100 * e.seconds / total)
+            var line = "  " + name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                + String(format: " %8.3f s/step %5.1f%%", e.seconds / Double(steps), 100 * e.seconds / total)
             if e.flops > 0 { line += String(format: "  %6.1f GFLOP/s", e.flops / e.seconds / 1e9) }
             line += "  (\(e.calls / steps) calls)"
             lines.append(line)
         }
-        lines.append(String(format: "  %-26@ %8.3f s/step %5.1f%%", "(untimed)" as NSString, (total - covered) / Double(steps), 100 * (total - covered) / total))
+        lines.append("  " + "(untimed)".padding(toLength: 24, withPad: " ", startingAt: 0)
+                     + String(format: " %8.3f s/step %5.1f%%", (total - covered) / Double(steps), 100 * (total - covered) / total))
         return lines.joined(separator: "\n")
     }
 }
