@@ -160,6 +160,10 @@ struct FinetuneCommand: ParsableCommand {
                          r.modelFLOPsPerToken / 1e9, mode.hasPrefix("lora") ? "4" : "6", r.modelFLOPsPerToken / (mode.hasPrefix("lora") ? 4 : 6) / 1e6,
                          r.executedFLOPsPerToken / 1e9,
                          r.keptActivations ? "; every layer's activations kept, no recompute" : ", plus the per-layer recompute"))
+            // Load-independent: FLOPs per CPU second of this process against the sgemm's.
+            let modelPerCPU = r.modelFLOPsPerToken * r.tokens / r.cpuSecondsPerStep / 1e9
+            print(String(format: "  model FLOPs per CPU second %.1f GFLOP = %.0f%% of the sgemm's (%.1f CPU s/step)",
+                         modelPerCPU, 100 * modelPerCPU / peakCPU, r.cpuSecondsPerStep))
             if let p = r.profile {
                 let shapes = TrainingBenchmark.gemmShapeGFLOPS(pool: pool, config: m.config, rows: benchBatch * benchLength)
                 print("  sgemm at the step's shapes (same pool, after the run): " + shapes.map { String(format: "%@ %.1f", $0.0, $0.1) }.joined(separator: ", ") + " GFLOP/s")
