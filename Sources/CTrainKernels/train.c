@@ -263,10 +263,11 @@ double tk_distill(float *s, const float *t, size_t n, size_t vocab, const float 
 // ---- Optimizer -----------------------------------------------------------------------------
 
 TK_INLINE void adamw_body(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                          float beta1, float beta2, float eps, float wd, float step_size, float bc2_sqrt) {
+                          float beta1, float beta2, float eps, float wd, float step_size, float bc2_sqrt,
+                          float gscale) {
     float decay = 1.0f - lr * wd;
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
+        float gi = g[i] * gscale;
         p[i] *= decay;
         m[i] += (1.0f - beta1) * (gi - m[i]);
         v[i] = v[i] * beta2 + (1.0f - beta2) * gi * gi;
@@ -275,23 +276,40 @@ TK_INLINE void adamw_body(float *p, const float *g, float *m, float *v, size_t n
     }
 }
 TK_AVX2 static void adamw_avx2(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                               float beta1, float beta2, float eps, float wd, float step_size, float bc2_sqrt) {
-    adamw_body(p, g, m, v, n, lr, beta1, beta2, eps, wd, step_size, bc2_sqrt);
+                               float beta1, float beta2, float eps, float wd, float step_size, float bc2_sqrt,
+                               float gscale) {
+    adamw_body(p, g, m, v, n, lr, beta1, beta2, eps, wd, step_size, bc2_sqrt, gscale);
 }
 static void adamw_generic(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                          float beta1, float beta2, float eps, float wd, float step_size, float bc2_sqrt) {
-    adamw_body(p, g, m, v, n, lr, beta1, beta2, eps, wd, step_size, bc2_sqrt);
+                          float beta1, float beta2, float eps, float wd, float step_size, float bc2_sqrt,
+                          float gscale) {
+    adamw_body(p, g, m, v, n, lr, beta1, beta2, eps, wd, step_size, bc2_sqrt, gscale);
+}
+void tk_adamw_scaled(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                     float beta2, float eps, float weight_decay, float step_size, float bc2_sqrt,
+                     float grad_scale) {
+    if (tk_use_avx2()) adamw_avx2(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, grad_scale);
+    else adamw_generic(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, grad_scale);
 }
 void tk_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
               float beta2, float eps, float weight_decay, float step_size, float bc2_sqrt) {
-    if (tk_use_avx2()) adamw_avx2(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt);
-    else adamw_generic(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt);
+    tk_adamw_scaled(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt, 1.0f);
 }
 
+// Σ g² in double: four double lanes (a fixed order for a given n), converted from float.
+TK_INLINE double sum_squares_body(const float *g, size_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) acc[j] += (double)g[i + j] * (double)g[i + j];
+    }
+    for (; i < n; i++) acc[0] += (double)g[i] * (double)g[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+TK_AVX2 static double sum_squares_avx2(const float *g, size_t n) { return sum_squares_body(g, n); }
+static double sum_squares_generic(const float *g, size_t n) { return sum_squares_body(g, n); }
 double tk_sum_squares(const float *g, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
-    return s;
+    return tk_use_avx2() ? sum_squares_avx2(g, n) : sum_squares_generic(g, n);
 }
 
 void tk_accumulate_sensitivity(float *acc, const float *theta, const float *g, size_t n) {

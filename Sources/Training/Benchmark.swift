@@ -1,4 +1,5 @@
 import Foundation
+import LanguageModel
 import TensorCore
 
 /// Training throughput against the GEMM peak measured in the same run (issue 7's benchmark).
@@ -19,6 +20,10 @@ public enum TrainingBenchmark {
         public var cpuSecondsPerStep: Double
         public var executedGFLOPPerCPUSecond: Double { executedFLOPsPerToken * tokens / cpuSecondsPerStep / 1e9 }
         public var tokens: Double
+        /// Whether the steps kept every layer's activations (no per-layer recompute).
+        public var keptActivations = false
+        /// Per-phase breakdown of the timed steps (`profile: true`), else nil.
+        public var profile: String?
 
         public var executedGFLOPS: Double { executedFLOPsPerToken * tokensPerSecond / 1e9 }
         public var ratioToPeak: Double { executedGFLOPS / peakGFLOPS }
@@ -61,7 +66,7 @@ public enum TrainingBenchmark {
     /// Runs `steps` training steps (after one warm-up) on random tokens: `batch` sequences of
     /// `length` tokens, every position with a loss.
     public static func run(model: TrainingModel, lora: Bool, batch: Int, length: Int, steps: Int,
-                           peakGFLOPS: Double) throws -> Result {
+                           peakGFLOPS: Double, profile: Bool = false) throws -> Result {
         let c = model.config
         var options = FinetuneOptions()
         options.loraRank = lora ? 16 : nil
@@ -74,9 +79,16 @@ public enum TrainingBenchmark {
         let data = (0..<batch).map { _ in TrainingSequence(tokens: (0..<length).map { _ in Int.random(in: 0..<c.vocabSize, using: &rng) }) }
         let ft = try Finetuner(model: model, data: data, options: options)
         try ft.trainStep(data)
+        let profiler = StepProfiler.shared
+        profiler.reset()
+        profiler.enabled = profile
+        defer { profiler.enabled = false }
         let t0 = DispatchTime.now().uptimeNanoseconds, c0 = cpuSeconds()
         for _ in 0..<steps { try ft.trainStep(data) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
+        profiler.enabled = false
+        let kept = model.lastStepKeptActivations
+        let breakdown = profile ? profiler.report(total: seconds * Double(steps), steps: steps) : nil
         let cpu = (cpuSeconds() - c0) / Double(steps)
         let tokens = Double(batch * length)
 
@@ -89,11 +101,40 @@ public enum TrainingBenchmark {
         // forward 2, recompute 2 (not the lm head), backward: dx 2 (+ dW 2 when full); attention
         // backward ~2.5× its forward (recomputed P, dP, dQ, dK, dV).
         let layers = Double(c.layers) * layerMACs
-        let executed = 2 * p + 2 * layers + (lora ? 2 : 4) * p + 2 * attention * (1 + 1 + 2.5)
+        // The recompute only when the step did not keep every layer's activations.
+        let recompute: Double = kept ? 0 : 1
+        let executed = 2 * p + 2 * layers * recompute + (lora ? 2 : 4) * p + 2 * attention * (1 + recompute + 2.5)
         let model = (lora ? 4 : 6) * p
         return Result(mode: lora ? "lora r16" : "full", tokensPerSecond: tokens / seconds, secondsPerStep: seconds,
                       executedFLOPsPerToken: executed, modelFLOPsPerToken: model, peakGFLOPS: peakGFLOPS,
-                      peakBytes: peakResidentBytes(), cpuSecondsPerStep: cpu, tokens: tokens)
+                      peakBytes: peakResidentBytes(), cpuSecondsPerStep: cpu, tokens: tokens, keptActivations: kept, profile: breakdown)
+    }
+
+    /// GFLOP/s of sgemm over the pool at the shapes a step of `rows` rows runs for `model`
+    /// (best of `repeats` each): the MLP's forward (x·Wᵀ), its dX (dy·W) and its weight
+    /// gradient (dyᵀ·x, K = rows), and the lm head's forward on one cross-entropy chunk.
+    public static func gemmShapeGFLOPS(pool: WorkerPool, config c: ModelConfig, rows: Int, repeats: Int = 2) -> [(String, Double)] {
+        let d = c.hiddenSize, f = c.intermediateSize
+        let chunk = max(1, min(rows, (1 << 24) / c.vocabSize))
+        let shapes: [(String, Bool, Bool, Int, Int, Int)] = [
+            ("fwd \(rows)x\(f)x\(d)", false, true, rows, f, d),
+            ("dX \(rows)x\(d)x\(f)", false, false, rows, d, f),
+            ("dW \(f)x\(d)x\(rows)", true, false, f, d, rows),
+            ("lm_head \(chunk)x\(c.vocabSize)x\(d)", false, true, chunk, c.vocabSize, d),
+        ]
+        return shapes.map { name, ta, tb, m, n, k in
+            let a = Tensor(shape: [m * k]), b = Tensor(shape: [k * n]), out = Tensor(shape: [m * n])
+            for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
+            for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                gemm(transA: ta, transB: tb, m: m, n: n, k: k, a.data, lda: ta ? m : k, b.data, ldb: tb ? k : n,
+                     beta: 1, out.data, ldc: n, pool: pool)
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            return (name, 2 * Double(m * n * k) / best / 1e9)
+        }
     }
 
     /// VmHWM of /proc/self/status (peak resident set), in bytes.

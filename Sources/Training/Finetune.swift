@@ -139,7 +139,8 @@ public final class Finetuner {
     /// label tokens of the step, as transformers' Trainer computes it with num_items_in_batch).
     @discardableResult
     public func trainStep(_ batch: [TrainingSequence]) throws -> (loss: Double, tokens: Int, gradNorm: Double?) {
-        model.zeroGradients()
+        // Weight gradients are zeroed by their first product of the step (no 4-bytes-a-parameter pass).
+        profile("zero gradients") { model.zeroGradientsLazily() }
         let total = Double(batch.reduce(0) { $0 + $1.lossTokens })
         var loss = 0.0, tokens = 0
         var i = 0
@@ -149,8 +150,11 @@ public final class Finetuner {
             tokens += micro.reduce(0) { $0 + $1.tokens.count }
             i += options.microBatchSize
         }
-        let norm = options.maxGradNorm.map { clipGradientNorm(slots, maxNorm: $0) }
-        optimizer.step(lr: schedule.rate(at: step))
+        // Clipping: the norm over the pool; the scaling is fused into the optimizer's pass.
+        let norm = profile("clip gradients") { options.maxGradNorm.map { _ in gradientNorm(slots, pool: model.pool) } }
+        var scale: Float = 1
+        if let norm, let maxNorm = options.maxGradNorm { scale = clipCoefficient(total: norm, maxNorm: maxNorm) }
+        profile("optimizer") { optimizer.step(lr: schedule.rate(at: step), gradientScale: scale, pool: model.pool) }
         step += 1
         return (loss, tokens, norm)
     }

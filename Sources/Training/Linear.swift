@@ -58,9 +58,28 @@ public final class Gradient: @unchecked Sendable {
         }
     }
 
+    /// Set by `zeroLazily()`: the tensor's contents count as zeros. The first full-selection
+    /// product then overwrites it (beta 0) instead of a separate pass writing zeros over the
+    /// whole gradient (2 GB of a 0.5B full fine-tune each step); anything else zeroes it first.
+    private(set) var pendingZero = false
+
+    func zeroLazily() { pendingZero = true }
+
+    /// Writes the pending zeros, if any: before anything reads or partly updates the tensor.
+    func materialize() {
+        if pendingZero { tensor.zero(); pendingZero = false }
+    }
+
     /// tensor += (dyᵀ · x) restricted to the selection; dy [n, out], x [n, in].
     func accumulateOuter(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, out: Int, in cols: Int,
                          scratch: Scratch, pool: WorkerPool) {
+        if case .full = selection, pendingZero, n > 0 {
+            pendingZero = false
+            gemm(transA: true, transB: false, m: out, n: cols, k: n, dy, lda: out, x, ldb: cols,
+                 beta: 0, tensor.data, ldc: cols, pool: pool)
+            return
+        }
+        materialize()
         switch selection {
         case .full:
             gemm(transA: true, transB: false, m: out, n: cols, k: n, dy, lda: out, x, ldb: cols,
@@ -82,6 +101,7 @@ public final class Gradient: @unchecked Sendable {
 
     /// Row `r` of the full gradient += values (`cols` floats): embedding lookups.
     func addRow(_ r: Int, _ values: UnsafePointer<Float>, cols: Int) {
+        materialize()
         switch selection {
         case .full:
             axpy(cols, 1, values, tensor.data + r * cols)
@@ -212,10 +232,22 @@ public final class Linear: @unchecked Sendable {
     /// out[n, out] (+)= x[n, in] · (W + Δ)ᵀ + bias + scale · (x Aᵀ) Bᵀ
     func forward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int,
                  accumulate: Bool = false, pool: WorkerPool) {
-        gemm(transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, x, lda: inFeatures,
-             forwardWeight, ldb: inFeatures, beta: accumulate ? 1 : 0, out, ldc: outFeatures, pool: pool)
-        if let bias { tk_add_bias_swift(out, bias.data, n, outFeatures) }
+        let prof = StepProfiler.shared
+        prof.time(prof.forwardPrefix + " gemm", flops: 2 * Double(n * outFeatures * inFeatures)) {
+            gemm(transA: false, transB: true, m: n, n: outFeatures, k: inFeatures, x, lda: inFeatures,
+                 forwardWeight, ldb: inFeatures, beta: accumulate ? 1 : 0, out, ldc: outFeatures, pool: pool)
+        }
+        if let bias { prof.time(prof.forwardPrefix + " elementwise") { tk_add_bias_swift(out, bias.data, n, outFeatures) } }
         if let lora {
+            let r = lora.rank
+            prof.time(prof.forwardPrefix + " lora gemm", flops: 2 * Double(n * r * (inFeatures + outFeatures))) {
+                loraForward(lora, out, x, n: n, pool: pool)
+            }
+        }
+    }
+
+    private func loraForward(_ lora: LoRAAdapter, _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, pool: WorkerPool) {
+        do {
             let r = lora.rank
             let xa = lora.xa.reserve(n * r)
             gemm(transA: false, transB: true, m: n, n: r, k: inFeatures, x, lda: inFeatures,
@@ -229,18 +261,35 @@ public final class Linear: @unchecked Sendable {
     /// (or adds, when `accumulate`) dx[n, in] = dy · (W + Δ) + scale · (dy B) A.
     func backward(dx: UnsafeMutablePointer<Float>?, accumulate: Bool = false, dy: UnsafePointer<Float>,
                   x: UnsafePointer<Float>, n: Int, pool: WorkerPool) {
+        let prof = StepProfiler.shared
+        let macs = Double(n * outFeatures * inFeatures)
         if let g = weightGradient {
-            g.accumulateOuter(dy: dy, x: x, n: n, out: outFeatures, in: inFeatures, scratch: scratch, pool: pool)
+            prof.time(prof.backwardPrefix + " dW gemm", flops: 2 * macs) {
+                g.accumulateOuter(dy: dy, x: x, n: n, out: outFeatures, in: inFeatures, scratch: scratch, pool: pool)
+            }
         }
         if let g = deltaGradient {
-            g.accumulateOuter(dy: dy, x: x, n: n, out: outFeatures, in: inFeatures, scratch: scratch, pool: pool)
+            prof.time(prof.backwardPrefix + " dDelta gemm") {
+                g.accumulateOuter(dy: dy, x: x, n: n, out: outFeatures, in: inFeatures, scratch: scratch, pool: pool)
+            }
         }
-        if let g = biasGradient { tk_bias_grad_swift(g.data, dy, n, outFeatures) }
+        if let g = biasGradient { prof.time(prof.backwardPrefix + " elementwise") { tk_bias_grad_swift(g.data, dy, n, outFeatures) } }
         if let dx {
-            gemm(transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, dy, lda: outFeatures,
-                 forwardWeight, ldb: inFeatures, beta: accumulate ? 1 : 0, dx, ldc: inFeatures, pool: pool)
+            prof.time(prof.backwardPrefix + " dX gemm", flops: 2 * macs) {
+                gemm(transA: false, transB: false, m: n, n: inFeatures, k: outFeatures, dy, lda: outFeatures,
+                     forwardWeight, ldb: inFeatures, beta: accumulate ? 1 : 0, dx, ldc: inFeatures, pool: pool)
+            }
         }
         if let lora {
+            prof.time(prof.backwardPrefix + " lora gemm", flops: 4 * Double(n * lora.rank * (inFeatures + outFeatures))) {
+                loraBackward(lora, dx: dx, dy: dy, x: x, n: n, pool: pool)
+            }
+        }
+    }
+
+    private func loraBackward(_ lora: LoRAAdapter, dx: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>,
+                              x: UnsafePointer<Float>, n: Int, pool: WorkerPool) {
+        do {
             let r = lora.rank
             // dB += s · dyᵀ (x Aᵀ);  d(xa) = s · dy B;  dA += d(xa)ᵀ x;  dx += d(xa) A
             gemm(transA: true, transB: false, m: outFeatures, n: r, k: n, alpha: lora.scale, dy, lda: outFeatures,

@@ -1,5 +1,6 @@
 import CTrainKernels
 import Foundation
+import TensorCore
 
 /// A trainable tensor: its value and its accumulated gradient (same count).
 public struct ParameterSlot: @unchecked Sendable {
@@ -73,12 +74,49 @@ public func availableMemoryBytes() -> Int? {
     return nil
 }
 
-/// torch.nn.utils.clip_grad_norm_: scales every gradient by min(1, max/(‖g‖ + 1e-6)) and
-/// returns the total norm before clipping.
-@discardableResult
-public func clipGradientNorm(_ slots: [ParameterSlot], maxNorm: Float) -> Double {
-    let total = slots.reduce(0.0) { $0 + tk_sum_squares($1.gradient, $1.count) }.squareRoot()
+/// The slots cut into blocks of at most `size` elements (slot index, offset, count): the unit
+/// of work the pool splits elementwise passes and reductions over. A reduction sums its
+/// blocks' partials in this order, so its result does not depend on the thread count.
+func slotBlocks(_ slots: [ParameterSlot], size: Int = 1 << 16) -> [(slot: Int, offset: Int, count: Int)] {
+    var blocks: [(slot: Int, offset: Int, count: Int)] = []
+    for (i, s) in slots.enumerated() {
+        var o = 0
+        while o < s.count { blocks.append((i, o, min(size, s.count - o))); o += size }
+    }
+    return blocks
+}
+
+/// ‖g‖₂ over every slot's gradient, in double (blocks over the pool, summed in order).
+public func gradientNorm(_ slots: [ParameterSlot], pool: WorkerPool? = nil) -> Double {
+    let blocks = slotBlocks(slots)
+    var partial = [Double](repeating: 0, count: blocks.count)
+    partial.withUnsafeMutableBufferPointer { out in
+        nonisolated(unsafe) let o = out.baseAddress!
+        let body: (Range<Int>) -> Void = { range in
+            for b in range {
+                let (i, off, n) = blocks[b]
+                o[b] = tk_sum_squares(slots[i].gradient + off, n)
+            }
+        }
+        if let pool { pool.parallelFor(blocks.count, body) } else { body(0..<blocks.count) }
+    }
+    return partial.reduce(0, +).squareRoot()
+}
+
+/// The factor clip_grad_norm_ multiplies gradients by for a total norm `total`: 1 when no
+/// clipping is needed.
+public func clipCoefficient(total: Double, maxNorm: Float) -> Float {
     let coef = Float(Double(maxNorm) / (total + 1e-6))
+    return coef < 1 ? coef : 1
+}
+
+/// torch.nn.utils.clip_grad_norm_: scales every gradient by min(1, max/(‖g‖ + 1e-6)) and
+/// returns the total norm before clipping. (Finetuner fuses the scaling into the optimizer
+/// step instead: `Optimizer.step(lr:gradientScale:pool:)`.)
+@discardableResult
+public func clipGradientNorm(_ slots: [ParameterSlot], maxNorm: Float, pool: WorkerPool? = nil) -> Double {
+    let total = gradientNorm(slots, pool: pool)
+    let coef = clipCoefficient(total: total, maxNorm: maxNorm)
     if coef < 1 {
         for s in slots { for i in 0..<s.count { s.gradient[i] *= coef } }
     }
@@ -92,6 +130,10 @@ public protocol Optimizer: AnyObject {
     var stepCount: Int { get set }
     /// One update with learning rate `lr` from the slots' gradients.
     func step(lr: Float)
+    /// One update from the gradients times `gradientScale` (gradient clipping fused into the
+    /// update: the same float products clip_grad_norm_ writes back, without the pass that
+    /// writes them; the gradient buffers are left unscaled), split over `pool`.
+    func step(lr: Float, gradientScale: Float, pool: WorkerPool?)
     /// Named state tensors (for checkpoints).
     var state: [(String, Tensor)] { get }
 }
@@ -114,15 +156,24 @@ public final class AdamW: Optimizer {
         v = slots.map { Tensor(shape: [$0.count]) }
     }
 
-    public func step(lr: Float) {
+    public func step(lr: Float) { step(lr: lr, gradientScale: 1, pool: nil) }
+
+    public func step(lr: Float, gradientScale: Float, pool: WorkerPool?) {
         stepCount += 1
         let t = Double(stepCount)
         let bc1 = 1 - pow(Double(beta1), t), bc2 = 1 - pow(Double(beta2), t)
         let stepSize = Float(Double(lr) / bc1), bc2Sqrt = Float(bc2.squareRoot())
-        for (i, s) in slots.enumerated() {
-            tk_adamw(s.value, s.gradient, m[i].data, v[i].data, s.count, lr, beta1, beta2, eps,
-                     s.decays ? weightDecay : 0, stepSize, bc2Sqrt)
+        let blocks = slotBlocks(slots)
+        let (slots, m, v) = (slots, m, v)
+        let (beta1, beta2, eps, weightDecay) = (beta1, beta2, eps, weightDecay)
+        let body: (Range<Int>) -> Void = { range in
+            for b in range {
+                let (i, o, n) = blocks[b], s = slots[i]
+                tk_adamw_scaled(s.value + o, s.gradient + o, m[i].data + o, v[i].data + o, n, lr, beta1, beta2, eps,
+                                s.decays ? weightDecay : 0, stepSize, bc2Sqrt, gradientScale)
+            }
         }
+        if let pool { pool.parallelFor(blocks.count, body) } else { body(0..<blocks.count) }
     }
 
     public var state: [(String, Tensor)] {
@@ -144,11 +195,13 @@ public final class SGD: Optimizer {
         buffers = slots.map { Tensor(shape: [$0.count]) }
     }
 
-    public func step(lr: Float) {
+    public func step(lr: Float) { step(lr: lr, gradientScale: 1, pool: nil) }
+
+    public func step(lr: Float, gradientScale: Float, pool: WorkerPool?) {
         for (i, s) in slots.enumerated() {
             let buf = buffers[i].data
             for j in 0..<s.count {
-                var g = s.gradient[j]
+                var g = gradientScale == 1 ? s.gradient[j] : s.gradient[j] * gradientScale
                 if weightDecay != 0 && s.decays { g += weightDecay * s.value[j] }
                 if momentum != 0 {
                     buf[j] = stepCount == 0 ? g : momentum * buf[j] + g

@@ -54,6 +54,17 @@ public final class TrainingModel: @unchecked Sendable {
     let ropeCos: [Float]
     let ropeSin: [Float]
     let buffers = StepBuffers()
+    /// Bytes a training step may spend keeping every layer's activations instead of
+    /// recomputing each layer's in the backward (nil: a quarter of MemAvailable at the step,
+    /// at most 4 GiB; 0: always recompute). The gradients are the same floats either way.
+    public var keptActivationsBudgetBytes: Int? = nil
+    /// Whether the last training step kept every layer's activations (no recompute).
+    public var lastStepKeptActivations: Bool { !buffers.kept.isEmpty }
+
+    func keptActivationsBudget() -> Int {
+        if let b = keptActivationsBudgetBytes { return b }
+        return min(4 << 30, (availableMemoryBytes() ?? 0) / 4)
+    }
 
     public init(weights: ModelWeights, pool: WorkerPool) {
         let c = weights.config
@@ -159,7 +170,9 @@ public final class TrainingModel: @unchecked Sendable {
     public func gradient(_ name: String) -> Tensor? {
         if let v = vector(named: name) { return v.gradient }
         guard let l = linear(named: name) else { return nil }
-        return name.hasSuffix(".bias") ? l.biasGradient : l.weightGradient?.tensor
+        if name.hasSuffix(".bias") { return l.biasGradient }
+        l.weightGradient?.materialize()
+        return l.weightGradient?.tensor
     }
 
     /// The value of a named tensor (f32, [out, in] or [n]), without any delta or adapter.
@@ -190,13 +203,37 @@ public final class TrainingModel: @unchecked Sendable {
     /// Zeroes every accumulated gradient (weights, biases, norms, deltas, adapters).
     public func zeroGradients() {
         for l in linears {
-            l.weightGradient?.tensor.zero()
-            l.deltaGradient?.tensor.zero()
+            l.weightGradient?.zeroLazily()
+            l.weightGradient?.materialize()
+            l.deltaGradient?.zeroLazily()
+            l.deltaGradient?.materialize()
             l.biasGradient?.zero()
             l.lora?.gradA.zero()
             l.lora?.gradB.zero()
         }
         for v in vectors { v.gradient?.zero() }
+    }
+
+    /// `zeroGradients` for a step about to run a backward: the weight and delta gradients are
+    /// zeroed by their first product (see `Gradient.zeroLazily`); `lossAndGradients` writes
+    /// the zeros of any it did not reach before it returns.
+    func zeroGradientsLazily() {
+        for l in linears {
+            l.weightGradient?.zeroLazily()
+            l.deltaGradient?.zeroLazily()
+            l.biasGradient?.zero()
+            l.lora?.gradA.zero()
+            l.lora?.gradB.zero()
+        }
+        for v in vectors { v.gradient?.zero() }
+    }
+
+    /// Writes every pending lazy zero (a gradient the backward did not reach).
+    func materializeGradients() {
+        for l in linears {
+            l.weightGradient?.materialize()
+            l.deltaGradient?.materialize()
+        }
     }
 
     private func checkSelection(_ s: GradientSelection, name: String, rows: Int, cols: Int) throws {

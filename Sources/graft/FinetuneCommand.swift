@@ -54,6 +54,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: .hidden) var benchLength = 256
     @Option(help: .hidden) var benchSteps = 2
     @Option(help: .hidden) var benchModes = "lora,full"
+    @Flag(help: .hidden) var benchProfile = false
 
     func run() throws {
         let pool = WorkerPool(threads: threads)
@@ -141,16 +142,34 @@ struct FinetuneCommand: ParsableCommand {
         }
         for mode in benchModes.split(separator: ",") {
             let m = try TrainingModel.load(directory: model, pool: pool)
-            var r = try TrainingBenchmark.run(model: m, lora: mode == "lora", batch: benchBatch, length: benchLength,
-                                              steps: benchSteps, peakGFLOPS: peak)
+            // "<mode>-recompute": activation checkpointing forced (the step before activations
+            // were kept), for a same-run comparison.
+            if mode.hasSuffix("-recompute") { m.keptActivationsBudgetBytes = 0 }
+            var r = try TrainingBenchmark.run(model: m, lora: mode.hasPrefix("lora"), batch: benchBatch, length: benchLength,
+                                              steps: benchSteps, peakGFLOPS: peak, profile: benchProfile)
             let after = TrainingBenchmark.gemmPeakGFLOPS(pool: pool)
             peak = max(peak, after)
             r.peakGFLOPS = peak
+            if mode.hasSuffix("-recompute") { r.mode += " (recompute)" }
             print(String(format: "OpenBLAS sgemm peak after the run: %.1f GFLOP/s (best so far %.1f)", after, peak))
             print(String(format: "%@: %d×%d tokens, %.2f s/step, %.1f tokens/s, executed %.1f GFLOP/s = %.0f%% of peak (model FLOPs %.0f%%); per CPU second %.1f GFLOP = %.0f%% of the sgemm's; peak RSS %.2f GiB",
                          r.mode, benchBatch, benchLength, r.secondsPerStep, r.tokensPerSecond, r.executedGFLOPS,
                          100 * r.ratioToPeak, 100 * r.modelRatioToPeak, r.executedGFLOPPerCPUSecond,
                          100 * r.executedGFLOPPerCPUSecond / peakCPU, Double(r.peakBytes) / Double(1 << 30)))
+            print(String(format: "  FLOPs counted per token: model %.2f GFLOP (%@·P, P = %.0fM weight MACs incl. lm head; attention not counted), executed %.2f GFLOP (full T×T attention fwd + bwd%@)",
+                         r.modelFLOPsPerToken / 1e9, mode.hasPrefix("lora") ? "4" : "6", r.modelFLOPsPerToken / (mode.hasPrefix("lora") ? 4 : 6) / 1e6,
+                         r.executedFLOPsPerToken / 1e9,
+                         r.keptActivations ? "; every layer's activations kept, no recompute" : ", plus the per-layer recompute"))
+            // Load-independent: FLOPs per CPU second of this process against the sgemm's.
+            let modelPerCPU = r.modelFLOPsPerToken * r.tokens / r.cpuSecondsPerStep / 1e9
+            print(String(format: "  model FLOPs per CPU second %.1f GFLOP = %.0f%% of the sgemm's (%.1f CPU s/step)",
+                         modelPerCPU, 100 * modelPerCPU / peakCPU, r.cpuSecondsPerStep))
+            if let p = r.profile {
+                let shapes = TrainingBenchmark.gemmShapeGFLOPS(pool: pool, config: m.config, rows: benchBatch * benchLength)
+                print("  sgemm at the step's shapes (same pool, after the run): " + shapes.map { String(format: "%@ %.1f", $0.0, $0.1) }.joined(separator: ", ") + " GFLOP/s")
+                print("  profile (wall time of the timed steps by phase; gemm lines show their GFLOP/s):")
+                print(p)
+            }
         }
     }
 

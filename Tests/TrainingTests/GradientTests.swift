@@ -29,6 +29,24 @@ import Testing
         }
     }
 
+    /// Keeping every layer's activations and recomputing each layer's in the backward
+    /// (activation checkpointing) give the same gradients, bit for bit.
+    @Test(arguments: ["qwen2-tiny-f32", "llama-tiny-bf16"])
+    func keptActivationsMatchRecompute(_ name: String) throws {
+        let ref = try Reference("grads-\(name).safetensors")
+        var grads: [[Float]] = []
+        for budget in [0, Int.max / 2] {
+            let model = try loadTiny(name)
+            try Self.prepare(model, ref)
+            model.keptActivationsBudgetBytes = budget
+            try model.lossAndGradients(try ref.batch())
+            #expect(model.lastStepKeptActivations == (budget > 0))
+            grads.append(model.parameterNames.flatMap { model.gradient($0)?.values ?? [] })
+        }
+        #expect(!grads[0].isEmpty)
+        #expect(grads[0] == grads[1])
+    }
+
     @Test(arguments: models)
     func everyGradientMatchesAutograd(_ name: String) throws {
         let ref = try Reference("grads-\(name).safetensors")

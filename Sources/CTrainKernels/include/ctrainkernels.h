@@ -54,6 +54,12 @@ double tk_distill(float *s, const float *t, size_t n, size_t vocab, const float 
 void tk_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
               float beta2, float eps, float weight_decay, float step_size, float bc2_sqrt);
 
+/// tk_adamw on g · grad_scale (gradient clipping fused into the update: the same float
+/// product torch's clip_grad_norm_ writes back before its step).
+void tk_adamw_scaled(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                     float beta2, float eps, float weight_decay, float step_size, float bc2_sqrt,
+                     float grad_scale);
+
 /// Σ g² in double.
 double tk_sum_squares(const float *g, size_t n);
 /// acc[i] += |theta[i] · g[i]|  (Seeking's sensitivity).
