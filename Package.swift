@@ -35,6 +35,8 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-O3"])]),
 
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"]),
+        // SVD and PCA through LAPACK, shared by the training engine and PluginKit.
+        .target(name: "LinearAlgebra", dependencies: ["COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
         // The Jinja subset that real chat templates use (no Swift Jinja package exists here).
         .target(name: "Jinja"),
@@ -44,13 +46,13 @@ let package = Package(
         // Training kernels in C (-O3 even in debug; AVX2 clones chosen at run time).
         .target(name: "CTrainKernels",
                 cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels"]),
+        .target(name: "Training", dependencies: ["LanguageModel", "TensorCore", "SafeTensors", "Tokenizers", "COpenBLAS", "CTrainKernels", "LinearAlgebra"]),
         // Deltas, variants, merge operators, the plugin host (issue 6).
         .target(name: "Transfer", dependencies: ["LanguageModel", "SafeTensors", "TensorCore", "Tokenizers", "Jinja", "Training", "GraftPluginABI", "COpenBLAS"]),
         // The plugin boundary: one C header (DESIGN.md, Plugin boundary), and the Swift side
         // compiled into each plugin.
         .target(name: "GraftPluginABI"),
-        .target(name: "PluginKit", dependencies: ["GraftPluginABI", "COpenBLAS"]),
+        .target(name: "PluginKit", dependencies: ["GraftPluginABI", "COpenBLAS", "LinearAlgebra"]),
         .target(name: "ZeroDeltaPlugin", dependencies: ["PluginKit"], path: "Plugins/zero-delta"),
         .target(name: "RandomSparsePlugin", dependencies: ["PluginKit"], path: "Plugins/random-sparse"),
         .target(name: "DeltaFilePlugin", dependencies: ["PluginKit"], path: "Plugins/delta-file"),

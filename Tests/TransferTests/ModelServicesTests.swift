@@ -182,7 +182,7 @@ import Training
         // PluginKit's SVD in the plugin gives the host's singular values.
         let v = "model.layers.0.self_attn.v_proj.weight"
         let vInfo = try storage.info(v), vData = try storage.data(v)
-        let hostSVD = try Training.SVD((0..<vInfo.elementCount).map { vData.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) },
+        let hostSVD = try SVD((0..<vInfo.elementCount).map { vData.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) },
                                        rows: vInfo.shape[0], cols: vInfo.shape[1])
         #expect(maxDiff(floats(meta, "svd." + v), hostSVD.s) < 1e-5)
         #expect(meta["unknown_tensor"]?.contains("has no tensor 'model.layers.99.nope.weight'") == true)
