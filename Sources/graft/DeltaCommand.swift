@@ -12,11 +12,12 @@ struct DeltaCommand: ParsableCommand {
         subcommands: [DeltaInspect.self, DeltaDiff.self, DeltaMergeCommand.self, DeltaExportPEFT.self, DeltaBuild.self])
 }
 
-/// Loads a model's weights and a builder for its deltas.
-func deltaBuilder(model: String) throws -> VariantBuilder {
+/// Loads a model's weights and a builder for its deltas (reading relative paths from
+/// `deltaDirectory` when given).
+func deltaBuilder(model: String, deltaDirectory: String? = nil) throws -> VariantBuilder {
     do {
         let weights = try ModelWeights(config: try ModelConfig.load(directory: model), storage: try SafeTensorsModel(directory: model))
-        return VariantBuilder(weights: weights, deltaDirectory: nil)
+        return VariantBuilder(weights: weights, deltaDirectory: deltaDirectory)
     } catch {
         throw CLIError("cannot load the model '\(model)': \(error)")
     }
@@ -165,13 +166,8 @@ struct DeltaBuild: ParsableCommand {
     }
 
     private func build(to path: String) throws {
-        let weights: ModelWeights
-        do {
-            weights = try ModelWeights(config: try ModelConfig.load(directory: model), storage: try SafeTensorsModel(directory: model))
-        } catch {
-            throw CLIError("cannot load the model '\(model)': \(error)")
-        }
-        let builder = VariantBuilder(weights: weights, deltaDirectory: deltaDir)
+        let builder = try deltaBuilder(model: model, deltaDirectory: deltaDir)
+        let weights = builder.weights
         let modelSources: ModelSources
         do { modelSources = try ModelSources(arguments: sources) } catch { throw ValidationError("--source: \(error)") }
         var services = PluginServices(
