@@ -33,8 +33,12 @@ extension Host {
 
     /// The last 1.1 error as a PluginError (what the host said, or `fallback`).
     func lastError(_ fallback: String) -> PluginError {
-        guard let f = try? service(\.last_error, "last_error"), let p = f(data) else { return PluginError(fallback) }
-        return PluginError(String(cString: p))
+        PluginError(lastErrorMessage ?? fallback)
+    }
+
+    /// What the host's last_error says, when it offers one and has something to say.
+    var lastErrorMessage: String? {
+        (try? service(\.last_error, "last_error"))?(data).map { String(cString: $0) }
     }
 
     /// The model the delta is for.

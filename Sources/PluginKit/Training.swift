@@ -88,8 +88,7 @@ private final class CallArena {
 extension Host {
     /// The last 1.1 service error.
     func serviceError(_ what: String) -> PluginError {
-        let message = (try? service(\.last_error, "last_error"))?(data).map { String(cString: $0) }
-        return PluginError("\(what): \(message ?? "failed")")
+        PluginError("\(what): \(lastErrorMessage ?? "failed")")
     }
 
     /// The mean cross-entropy over the examples' labelled tokens with W + Δ for every
