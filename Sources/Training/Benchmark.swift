@@ -64,7 +64,8 @@ public enum TrainingBenchmark {
     }
 
     /// Runs `steps` training steps (after one warm-up) on random tokens: `batch` sequences of
-    /// `length` tokens, every position with a loss.
+    /// `length` tokens, every position with a loss. `steps` 0: the warm-up step alone is timed
+    /// (for peak memory on a model whose steps take many minutes).
     public static func run(model: TrainingModel, lora: Bool, batch: Int, length: Int, steps: Int,
                            peakGFLOPS: Double, profile: Bool = false) throws -> Result {
         let c = model.config
@@ -78,18 +79,19 @@ public enum TrainingBenchmark {
         var rng = SplitMix64(seed: 42)
         let data = (0..<batch).map { _ in TrainingSequence(tokens: (0..<length).map { _ in Int.random(in: 0..<c.vocabSize, using: &rng) }) }
         let ft = try Finetuner(model: model, data: data, options: options)
-        try ft.trainStep(data)
         let profiler = StepProfiler.shared
+        if steps > 0 { try ft.trainStep(data) }
         profiler.reset()
         profiler.enabled = profile
         defer { profiler.enabled = false }
+        let timed = max(1, steps)
         let t0 = DispatchTime.now().uptimeNanoseconds, c0 = cpuSeconds()
-        for _ in 0..<steps { try ft.trainStep(data) }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
+        for _ in 0..<timed { try ft.trainStep(data) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(timed)
         profiler.enabled = false
         let kept = model.lastStepKeptActivations
-        let breakdown = profile ? profiler.report(total: seconds * Double(steps), steps: steps) : nil
-        let cpu = (cpuSeconds() - c0) / Double(steps)
+        let breakdown = profile ? profiler.report(total: seconds * Double(timed), steps: timed) : nil
+        let cpu = (cpuSeconds() - c0) / Double(timed)
         let tokens = Double(batch * length)
 
         // Multiply-accumulates per token.
