@@ -500,10 +500,35 @@ void gk_axpy(float *y, float a, const float *x, size_t n) {
 }
 
 void gk_rmsnorm(float *out, const float *x, const void *weight, gk_dtype wt, size_t n, float eps) {
-    double ss = 0; // in PyTorch: hidden_states.pow(2).mean(-1) in f32; f64 here is closer to exact
-    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    // In PyTorch: hidden_states.pow(2).mean(-1) in f32; f64 here is closer to exact. Each
+    // square is exact in f64; eight partial sums (element i into sum i mod 8, then a fixed
+    // tree) instead of one chain, so the adds do not wait on each other. Same order on every CPU.
+    double part[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) part[l] += (double)x[i + l] * x[i + l];
+    for (; i < n; i++) part[i & 7] += (double)x[i] * x[i];
+    double ss = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
     float inv = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
     for (size_t i = 0; i < n; i++) out[i] = elem(wt, weight, i) * (x[i] * inv);
+}
+
+// RoPE, rotate_half convention, on nheads heads of hd floats at p: (a, b) = (p[i], p[i + hd/2])
+// → (a·cos − b·sin, b·cos + a·sin) with cs, sn the position's hd/2 cosines and sines. Products
+// and the sum rounded separately (no fused multiply-add), as the Swift loop this replaces did.
+void gk_rope(float *p, size_t nheads, size_t hd, const float *cs, const float *sn) {
+#pragma clang fp contract(off)
+    const size_t half = hd / 2;
+    for (size_t h = 0; h < nheads; h++) {
+        float *a = p + h * hd, *b = a + half;
+        for (size_t i = 0; i < half; i++) {
+            float x1 = a[i], x2 = b[i];
+            float c = cs[i], s = sn[i];
+            float m1 = x1 * c, m2 = x2 * s, m3 = x2 * c, m4 = x1 * s;
+            a[i] = m1 - m2;
+            b[i] = m3 + m4;
+        }
+    }
 }
 
 // SwiGLU needs expf of every gate value (16 × 1536 × 30 per batch-16 step of SmolLM2: several
@@ -658,21 +683,27 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
     if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) j = exp_shifted512(sc, n, maxs);
     for (; j < n; j++) sc[j] = expf(sc[j] - maxs);
     for (j = 0; j < n; j++) sum += sc[j];
-    // out = Σ_j (sc[j]/sum)·v_j, each element accumulated over j in order with fused multiply-adds.
+    // The weights sc[j] / sum, eight divisions at a time (each exactly rounded, as one by one);
+    // they stay in sc for the caller (traces).
+    j = 0;
+    for (__m256 vs = _mm256_set1_ps(sum); j + 8 <= n; j += 8) _mm256_storeu_ps(sc + j, _mm256_div_ps(_mm256_loadu_ps(sc + j), vs));
+    for (; j < n; j++) sc[j] = sc[j] / sum;
+    // out = Σ_j sc[j]·v_j, each element accumulated over j in order with fused multiply-adds.
     size_t k0 = 0;
     for (; k0 + 64 <= hd; k0 += 64) {
         __m256 o[8];
         for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
         for (j = 0; j < n; j++) {
-            __m256 a = _mm256_set1_ps(sc[j] / sum);
+            __m256 a = _mm256_set1_ps(sc[j]);
             const float *v = values + j * stride + k0;
+
             for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
         }
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, o[i]);
     }
     if (k0 < hd) {
         for (size_t i = k0; i < hd; i++) out[i] = 0;
-        for (j = 0; j < n; j++) axpy256(out + k0, sc[j] / sum, values + j * stride + k0, hd - k0);
+        for (j = 0; j < n; j++) axpy256(out + k0, sc[j], values + j * stride + k0, hd - k0);
     }
 }
 
@@ -690,6 +721,7 @@ void gk_attend(float *out, const float *q, const float *keys, const float *value
         scores[j] = e;
         sum += e;
     }
+    for (size_t j = 0; j < n; j++) scores[j] /= sum;
     for (size_t i = 0; i < hd; i++) out[i] = 0;
-    for (size_t j = 0; j < n; j++) gk_axpy(out, scores[j] / sum, values + j * stride, hd);
+    for (size_t j = 0; j < n; j++) gk_axpy(out, scores[j], values + j * stride, hd);
 }

@@ -171,18 +171,8 @@ public final class Model: @unchecked Sendable {
                     for r in 0..<rows {
                         let cs = cosTable.baseAddress! + posOf[r] * half
                         let sn = sinTable.baseAddress! + posOf[r] * half
-                        func rotate(_ base: UnsafeMutablePointer<Float>, _ nHeads: Int) {
-                            for hh in 0..<nHeads {
-                                let p = base + hh * hd
-                                for i in 0..<half {
-                                    let a = p[i], b = p[i + half]
-                                    p[i] = a * cs[i] - b * sn[i]
-                                    p[i + half] = b * cs[i] + a * sn[i]
-                                }
-                            }
-                        }
-                        rotate(q + r * qDim, c.heads)
-                        rotate(k + r * kvDim, c.kvHeads)
+                        rope(q + r * qDim, heads: c.heads, headDim: hd, cos: cs, sin: sn)
+                        rope(k + r * kvDim, heads: c.kvHeads, headDim: hd, cos: cs, sin: sn)
                         let cache = caches[seqOf[r]]
                         cache.key(layer: li, position: posOf[r]).update(from: k + r * kvDim, count: kvDim)
                         cache.value(layer: li, position: posOf[r]).update(from: v + r * kvDim, count: kvDim)
@@ -200,37 +190,12 @@ public final class Model: @unchecked Sendable {
                                 let r = job / c.heads, head = job % c.heads, g = head / groups
                                 let cache = caches[seqCopy[r]]
                                 let n = posCopy[r] + 1
-                                if let traceWeights {
-                                    // The same operations as `attend` (bit-identical), with the
-                                    // weights normalised in place for the trace: sc[j] / 1 is
-                                    // exact, so the output is unchanged.
-                                    let qv = qp + r * qDim + head * hd
-                                    var maxScore = -Float.infinity
-                                    for j in 0..<n {
-                                        let s = dot(qv, cache.key(layer: li, position: j) + g * hd, count: hd) * scale
-                                        sc[j] = s
-                                        maxScore = max(maxScore, s)
-                                    }
-                                    var sum: Float = 0
-                                    for j in 0..<n {
-                                        let e = expf(sc[j] - maxScore)
-                                        sc[j] = e
-                                        sum += e
-                                    }
-                                    for j in 0..<n { sc[j] /= sum }
-                                    sum = 1
-                                    traceWeights(li, r, head, sc.baseAddress!, n)
-                                    let out = ap + r * qDim + head * hd
-                                    out.update(repeating: 0, count: hd)
-                                    for j in 0..<n {
-                                        axpy(out, sc[j] / sum, cache.value(layer: li, position: j) + g * hd, count: hd)
-                                    }
-                                    continue
-                                }
                                 attend(ap + r * qDim + head * hd, query: qp + r * qDim + head * hd,
                                        keys: cache.key(layer: li, position: 0) + g * hd,
                                        values: cache.value(layer: li, position: 0) + g * hd,
                                        stride: kvDim, count: n, headDim: hd, scale: scale, scratch: sc.baseAddress!)
+                                // The scratch holds this head's normalised weights.
+                                traceWeights?(li, r, head, sc.baseAddress!, n)
                             }
                         }
                     }

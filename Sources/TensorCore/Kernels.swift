@@ -40,9 +40,17 @@ public func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointe
     gk_axpy(y, a, x, count)
 }
 
+/// RoPE in place, rotate_half convention, on `heads` heads of `headDim` floats: (a, b) =
+/// (p[i], p[i + headDim/2]) → (a·cos − b·sin, b·cos + a·sin), each product rounded (gk_rope).
+@inline(__always)
+public func rope(_ p: UnsafeMutablePointer<Float>, heads: Int, headDim: Int,
+                 cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+    gk_rope(p, heads, headDim, cos, sin)
+}
+
 /// One query head's causal attention over `count` cached positions (key/value j at
 /// `keys/values + j·stride`): softmax((q·k_j)·scale) then Σ_j p_j·v_j, in a fixed order per
-/// query (gk_attend). `scratch` holds `count` floats.
+/// query (gk_attend). `scratch` holds `count` floats: the weights p_j on return.
 @inline(__always)
 public func attend(_ out: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>, keys: UnsafePointer<Float>,
                    values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int, scale: Float,

@@ -151,7 +151,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     }
 
     /// One query head's attention equals the per-position sequence the forward pass used to make
-    /// (dot, expf with the max subtracted, axpy of e/sum), bit for bit.
+    /// (dot, expf with the max subtracted, axpy of e/sum), bit for bit; the scratch ends holding
+    /// the weights e/sum (what attention traces report).
     @Test func attentionEqualsThePerPositionSequence() {
         for (hd, n) in [(64, 1), (64, 7), (64, 8), (64, 61), (128, 33), (24, 19), (12, 5)] {
             let stride = hd * 3 + 4
@@ -179,6 +180,45 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                 for j in 0..<n { axpy(&want, scores[j] / sum, v.baseAddress! + j * stride, count: hd) }
             }
             #expect(out.map(\.bitPattern) == want.map(\.bitPattern), "hd \(hd) n \(n)")
+            #expect(scratch.map(\.bitPattern) == scores.map { ($0 / sum).bitPattern }, "weights, hd \(hd) n \(n)")
+        }
+    }
+
+    /// RoPE equals the rotate_half formula with every product rounded (no fused multiply-add),
+    /// bit for bit, for head sizes with and without a vector tail.
+    @Test func ropeEqualsTheRotateHalfFormula() {
+        for (heads, hd) in [(9, 64), (2, 128), (3, 24), (1, 6)] {
+            let half = hd / 2
+            let p = (0..<(heads * hd)).map { Float(($0 * 37) % 101) / 7 - 7.1 }
+            let cs = (0..<half).map { cosf(Float($0) * 0.37 + 0.1) }, sn = (0..<half).map { sinf(Float($0) * 0.37 + 0.1) }
+            var got = p
+            rope(&got, heads: heads, headDim: hd, cos: cs, sin: sn)
+            var want = p
+            for h in 0..<heads {
+                for i in 0..<half {
+                    let a = p[h * hd + i], b = p[h * hd + half + i]
+                    let m1 = a * cs[i], m2 = b * sn[i], m3 = b * cs[i], m4 = a * sn[i]
+                    want[h * hd + i] = m1 - m2
+                    want[h * hd + half + i] = m3 + m4
+                }
+            }
+            #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "heads \(heads) hd \(hd)")
+        }
+    }
+
+    /// RMSNorm against the same formula evaluated in f64 with a plain sequential sum: the
+    /// partial-sum order may move the f64 sum by a few ulps, never the f32 result here.
+    @Test func rmsNormMatchesTheF64Formula() {
+        for n in [576, 896, 7, 1] {
+            let x = (0..<n).map { Float(($0 * 53) % 97) / 13 - 3.5 }
+            let w = (0..<n).map { Float(($0 * 11) % 19) / 9 }
+            var out = [Float](repeating: .nan, count: n)
+            w.withUnsafeBytes { wb in rmsNorm(&out, x, weight: wb.baseAddress!, dtype: .f32, count: n, eps: 1e-5) }
+            var ss = 0.0
+            for v in x { ss += Double(v) * Double(v) }
+            let inv = Float(1 / (ss / Double(n) + 1e-5).squareRoot())
+            let want = (0..<n).map { w[$0] * (x[$0] * inv) }
+            #expect(out == want, "n \(n)")
         }
     }
 

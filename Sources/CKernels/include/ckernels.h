@@ -47,6 +47,10 @@ float gk_dot(const float *a, const float *b, size_t n);
 /// y += a · x
 void gk_axpy(float *y, float a, const float *x, size_t n);
 
+/// RoPE (rotate_half) in place on nheads heads of hd floats: (a, b) = (p[i], p[i + hd/2]) →
+/// (a·cos_i − b·sin_i, b·cos_i + a·sin_i), products and sums rounded separately.
+void gk_rope(float *p, size_t nheads, size_t hd, const float *cs, const float *sn);
+
 /// gate[i] = silu(gate[i]) · up[i]   (SwiGLU; in PyTorch: act_fn(gate_proj(x)) * up_proj(x)).
 void gk_swiglu(float *gate, const float *up, size_t n);
 
@@ -69,6 +73,7 @@ int gk_pool_in_task(void);
 /// Causal attention of one query head: scores[j] = (q·k_j)·scale for j < n (k_j = keys + j·stride,
 /// each dot as gk_dot), softmax with the max subtracted (expf, sum in order), then
 /// out[hd] = Σ_j (e_j / sum)·v_j accumulated over j in order with fused multiply-adds (as
-/// gk_axpy). `scores` is scratch of n floats. Depends only on this query and its sequence's cache.
+/// gk_axpy). `scores` (n floats) holds the attention weights e_j / sum on return. Depends only
+/// on this query and its sequence's cache.
 void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores);
