@@ -57,6 +57,10 @@ void gk_swiglu(float *gate, const float *up, size_t n);
 /// Reads n bytes (a multiple of 64) with the widest loads this CPU has and returns a checksum
 /// (so the reads cannot be optimised away): the memory-bandwidth probe of the benchmarks.
 float gk_read_bytes(const void *p, size_t n);
+/// The same read as `streams` equal parts in lockstep (at most 8), each prefetching `prefetch`
+/// bytes ahead (0: none); AVX-512 only, else gk_read_bytes. Bytes read: n rounded down to a
+/// multiple of 256·streams.
+float gk_read_bytes_streams(const void *p, size_t n, int streams, size_t prefetch);
 
 /// The host's worker pool (the caller plus threads-1 workers). Not reentrant: one task at a
 /// time per pool, submitted from one thread.
