@@ -7,6 +7,7 @@ public enum TrainingBenchmark {
     public struct Result: Sendable {
         public var mode: String
         public var tokensPerSecond: Double
+        /// Median over the timed steps (wall clock).
         public var secondsPerStep: Double
         /// FLOPs a step executes in matrix products (forward, per-layer recompute, backward,
         /// attention), per token.
@@ -16,7 +17,7 @@ public enum TrainingBenchmark {
         public var modelFLOPsPerToken: Double
         public var peakGFLOPS: Double
         public var peakBytes: Int
-        /// CPU seconds a step used (all threads).
+        /// CPU seconds a step used (all threads), median over the timed steps.
         public var cpuSecondsPerStep: Double
         public var executedGFLOPPerCPUSecond: Double { executedFLOPsPerToken * tokens / cpuSecondsPerStep / 1e9 }
         public var tokens: Double
@@ -64,7 +65,7 @@ public enum TrainingBenchmark {
     }
 
     /// Runs `steps` training steps (after one warm-up) on random tokens: `batch` sequences of
-    /// `length` tokens, every position with a loss. `steps` 0: the warm-up step alone is timed
+    /// `length` tokens, every position with a loss; time per step is the median over the steps. `steps` 0: the warm-up step alone is timed
     /// (for peak memory on a model whose steps take many minutes).
     public static func run(model: TrainingModel, lora: Bool, batch: Int, length: Int, steps: Int,
                            peakGFLOPS: Double, profile: Bool = false) throws -> Result {
@@ -84,14 +85,20 @@ public enum TrainingBenchmark {
         profiler.reset()
         profiler.enabled = profile
         defer { profiler.enabled = false }
+        // Each timed step on its own clock: the figures are medians over the steps.
         let timed = max(1, steps)
-        let t0 = DispatchTime.now().uptimeNanoseconds, c0 = cpuSeconds()
-        for _ in 0..<timed { try ft.trainStep(data) }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(timed)
+        var wall: [Double] = [], cpuTimes: [Double] = []
+        for _ in 0..<timed {
+            let t0 = DispatchTime.now().uptimeNanoseconds, c0 = cpuSeconds()
+            try ft.trainStep(data)
+            wall.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            cpuTimes.append(cpuSeconds() - c0)
+        }
+        let seconds = Probes.median(wall)
         profiler.enabled = false
         let kept = model.lastStepKeptActivations
-        let breakdown = profile ? profiler.report(total: seconds * Double(timed), steps: timed) : nil
-        let cpu = (cpuSeconds() - c0) / Double(timed)
+        let breakdown = profile ? profiler.report(total: wall.reduce(0, +), steps: timed) : nil
+        let cpu = Probes.median(cpuTimes)
         let tokens = Double(batch * length)
 
         // Multiply-accumulates per token.

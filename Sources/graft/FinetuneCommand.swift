@@ -152,8 +152,8 @@ struct FinetuneCommand: ParsableCommand {
             r.peakGFLOPS = peak
             if mode.hasSuffix("-recompute") { r.mode += " (recompute)" }
             print(String(format: "OpenBLAS sgemm peak after the run: %.1f GFLOP/s (best so far %.1f)", after, peak))
-            print(String(format: "%@: %d×%d tokens, %.2f s/step, %.1f tokens/s, executed %.1f GFLOP/s = %.0f%% of peak (model FLOPs %.0f%%); per CPU second %.1f GFLOP = %.0f%% of the sgemm's; peak RSS %.2f GiB",
-                         r.mode, benchBatch, benchLength, r.secondsPerStep, r.tokensPerSecond, r.executedGFLOPS,
+            print(String(format: "%@: %d×%d tokens, %.2f s/step (median of %d), %.1f tokens/s, executed %.1f GFLOP/s = %.0f%% of peak (model FLOPs %.0f%%); per CPU second %.1f GFLOP = %.0f%% of the sgemm's; peak RSS %.2f GiB",
+                         r.mode, benchBatch, benchLength, r.secondsPerStep, max(1, benchSteps), r.tokensPerSecond, r.executedGFLOPS,
                          100 * r.ratioToPeak, 100 * r.modelRatioToPeak, r.executedGFLOPPerCPUSecond,
                          100 * r.executedGFLOPPerCPUSecond / peakCPU, Double(r.peakBytes) / Double(1 << 30)))
             print(String(format: "  FLOPs counted per token: model %.2f GFLOP (%@·P, P = %.0fM weight MACs incl. lm head; attention not counted), executed %.2f GFLOP (full T×T attention fwd + bwd%@)",
