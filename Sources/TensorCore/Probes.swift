@@ -25,25 +25,28 @@ public enum Probes {
     /// Read bandwidth in bytes/s over a `bytes`-sized buffer, split over `threads` workers: the
     /// best of three read patterns, each the median of `repeats`.
     public static func readBandwidth(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5) -> Double {
+        readBandwidthPatterns(bytes: bytes, threads: threads, repeats: repeats).map(\.bytesPerSecond).max() ?? 0
+    }
+
+    /// Read bandwidth of each pattern: one sequential stream per thread, and 4 or 8 streams in
+    /// lockstep with software prefetch (the way the decode kernels read); medians of `repeats`.
+    public static func readBandwidthPatterns(bytes: Int = 1 << 30, threads: Int, repeats: Int = 5)
+        -> [(streams: Int, bytesPerSecond: Double)] {
         let n = bytes / 64 * 64
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
         defer { buffer.deallocate() }
         memset(buffer, 1, n)                     // fault every page in first
         let pool = WorkerPool(threads: threads)
         nonisolated(unsafe) let base = UnsafeRawPointer(buffer)
-        // The best of three ways to read: one sequential stream per thread, and 4 or 8 streams
-        // with software prefetch (what the decode kernels do); each a median over the repeats.
-        var best = 0.0
-        for (streams, prefetch) in [(1, 0), (4, 1024), (8, 1024)] {
+        return [(1, 0), (4, 1024), (8, 1024)].map { streams, prefetch in
             let chunk = n / max(1, threads) / (256 * streams) * (256 * streams)
             let seconds = medianSeconds(repeats: repeats) {
                 pool.parallelFor(threads) { range in
                     for t in range { _ = gk_read_bytes_streams(base + t * chunk, chunk, Int32(streams), prefetch) }
                 }
             }
-            best = max(best, Double(chunk * threads) / seconds)
+            return (streams, Double(chunk * threads) / seconds)
         }
-        return best
     }
 
     /// FLOP/s of OpenBLAS sgemm C[m,n] = A[m,k]·B[k,n] at `threads` OpenBLAS threads; median.

@@ -95,7 +95,9 @@ struct BenchCommand: ParsableCommand {
                     let caches = (0..<b).map { _ in m.makeCache(maxTokens: 32 + steps * (repeats + 1)) }
                     _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [1 + i, 2 + i, 3 + i, 4]) })
                     // Bandwidth right beside each decode figure: it can jump between levels.
-                    let bandwidth = Probes.readBandwidth(bytes: probeBytes, threads: t, repeats: 3)
+                    let patterns = Probes.readBandwidthPatterns(bytes: probeBytes, threads: t, repeats: 3)
+                    let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
+                    let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
                     let cpu0 = processCPUSeconds()
                     let s = Probes.medianSeconds(repeats: repeats) {
                         for step in 0..<steps {
@@ -114,6 +116,9 @@ struct BenchCommand: ParsableCommand {
                                       b, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
                     if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
                     line += String(format: "  [cpu %.2f ms/step]", cpuPerStep * 1e3)
+                    // The bound from the best read pattern; against one plain sequential stream
+                    // per thread (a STREAM-like read, the probe before 2026-11-24) for comparison.
+                    if b == 1 { line += String(format: "  [one-stream probe %.1f GB/s → %.1f%%]", oneStream / 1e9, 100 * weightBytes / oneStream / perStep) }
                     print(line)
                     if profile {
                         let p = ForwardProfile()
@@ -125,7 +130,7 @@ struct BenchCommand: ParsableCommand {
                         printProfile(p, config: m.config, batch: b)
                     }
                     records.append(["kind": "decode", "dtype": wdtype, "threads": t, "batch": b, "tokens_per_s": throughput,
-                                    "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "bound_ms": bound * 1e3,
+                                    "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "one_stream_gbps": oneStream / 1e9, "bound_ms": bound * 1e3,
                                     "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
                 }
             }
