@@ -63,7 +63,8 @@ public final class GraftServer: @unchecked Sendable {
             guard VariantRegistry.isValidName(name), name != modelID, name != modelAlias, registry[name] == nil else {
                 throw ServerError.startup("--variant \(name)=\(path): the name must be 1–64 letters, digits, '.', '_' or '-', unique, and not base")
             }
-            let spec = VariantSpec(deltas: [path], operatorPaths: true)
+            var spec = VariantSpec(deltas: [path], operatorPaths: true)
+            spec.valueType = options.preloadDeltaType
             do {
                 let (variant, provenance) = try Self.buildVariant(variantBuilder, name: name, spec: spec)
                 registry.publish(.init(variant: variant, provenance: provenance, spec: spec, created: Int(Date().timeIntervalSince1970)))

@@ -1,3 +1,5 @@
+import LanguageModel
+
 /// What `graft serve` is told: where to listen, what to load, and every limit.
 public struct ServerOptions: Sendable {
     public var modelDirectory: String
@@ -55,6 +57,8 @@ public struct ServerOptions: Sendable {
     public var deltaDirectory = "deltas"
     /// Variants built before serving: (name, delta file path as the operator gave it).
     public var preloadVariants: [(name: String, path: String)] = []
+    /// The element type the preloaded variants hold their delta values in (as the API's `delta_dtype`).
+    public var preloadDeltaType: DeltaValueType = .auto
     /// Where strategy plugins are loaded from, by name; nil: beside the executable.
     public var pluginDirectory: String?
     /// Models plugins may open by name (`--source NAME=DIR`), opened on first use.

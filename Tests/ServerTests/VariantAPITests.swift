@@ -266,5 +266,17 @@ import Transfer
         #expect(r.status == 200)
         #expect(r.json["model"] as? String == "pre")
         #expect(throws: (any Error).self) { try TestServer { $0.preloadVariants = [("bad", deltaDir + "/none.safetensors")] } }
+        // The element type of a preloaded variant's values, as the admin API reports it.
+        let half = try TestServer {
+            $0.preloadVariants = [("pre", deltaDir + "/pre.safetensors")]
+            $0.preloadDeltaType = .bf16
+            $0.adminToken = Self.token
+        }
+        defer { #expect(half.stop()) }
+        let listed = try admin(half, "GET", "/v1/variants")
+        #expect(listed.status == 200)
+        let entries = listed.json["data"] as? [[String: Any]] ?? []
+        #expect(entries.first { $0["id"] as? String == "pre" }?["delta_dtype"] as? String == "bf16", "\(listed.text)")
+        #expect(try complete(half, model: "pre").status == 200)
     }
 }
