@@ -94,7 +94,7 @@ public struct GSM8KTask: EvalTask {
             shots = Array(pool.seededShuffle(seed: UInt64(settings.seed)).prefix(settings.shots))
         } else { shots = [] }
         self.settings = settings
-        protocolID = "gsm8k/\(Prompts.version)/chat/\(settings.shots)shot-s\(settings.shots > 0 ? settings.seed : 0)/greedy/max\(settings.maxTokens)"
+        protocolID = "gsm8k/\(Prompts.gsm8kVersion)/chat/\(settings.shots)shot-s\(settings.shots > 0 ? settings.seed : 0)/greedy/max\(settings.maxTokens)"
     }
 
     public func evaluate(index: Int, model: String, client: OpenAIClient, slot: Int, seed: Int) throws(EvaluationError) -> ItemResult {

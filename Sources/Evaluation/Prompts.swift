@@ -15,9 +15,14 @@ public protocol ChatFormatter: Sendable {
 }
 
 /// The prompts of each task. Protocol versions are part of the cache key: change the text, bump
-/// the version.
+/// the version (GSM8K has its own, so a change there keeps the other tasks' cached answers).
 public enum Prompts {
     public static let version = "v1"
+    /// GSM8K's own version. v2 (2026-11-24) asks for the reasoning first and the `#### N` line
+    /// after it: v1's "The last line … should be of the form "#### ANSWER"" made
+    /// Qwen2.5-Coder-0.5B open every reply with the literal "#### ANSWER" and skip the reasoning
+    /// (2.5% on the first 40 test items; 20% with v2, last-number rule).
+    public static let gsm8kVersion = "v2"
 
     /// GSM8K, zero-shot chain of thought; few-shot examples are earlier chat turns whose answers
     /// are the training solutions (which end in `#### N`).
@@ -32,7 +37,7 @@ public enum Prompts {
     }
 
     static func gsm8kQuestion(_ q: String) -> String {
-        "Solve the following math problem step by step. The last line of your response should be of the form \"#### ANSWER\" where ANSWER is the final number.\n\n" + q
+        "Solve the following math problem step by step. Write out your reasoning first; only after it, on the last line, give the final answer as \"#### \" followed by the number.\n\n" + q
     }
 
     /// Hendrycks et al.'s MMLU prompt (their `format_example` with the subject header), zero-shot.
