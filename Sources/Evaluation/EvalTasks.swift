@@ -195,8 +195,14 @@ public struct MMLUTask: EvalTask {
         let item = items[index]
         let start = Date()
         let ctx = try context(item)
+        // Each candidate is one token after the context: its log-prob is in the next-token
+        // distribution of one request (the same logits row and log-softmax as an echo of
+        // context + candidate, so the same number; tested against graft serve). A candidate
+        // missing from the top-20 (or a server without top log-probs) is scored by echo.
+        let top = try client.nextTokenLogprobs(model: model, prompt: ctx)
         var scores: [Double] = []
         for c in Prompts.mmluCandidates {
+            if let v = top[c] { scores.append(v); continue }
             let s = try client.score(model: model, prompt: ctx + c)
             scores.append(try MMLUScoring.candidateLogprob(s, candidate: c))
         }

@@ -119,6 +119,24 @@ public final class OpenAIClient: Sendable {
     }
 
     /// Prompt scoring as the legacy completions API did: `echo: true, logprobs: 1, max_tokens: 0`.
+    /// The most likely next tokens after `prompt` with their log-probs (legacy completions, one
+    /// greedy token, `logprobs: k`): token text → log-prob; empty when the server gives none (or
+    /// stopped without a token). One request and one logits row instead of an echo per candidate.
+    public func nextTokenLogprobs(model: String, prompt: String, top k: Int = 20) throws(EvaluationError) -> [String: Double] {
+        let json = try request("POST", "v1/completions", body: [
+            "model": model, "prompt": prompt, "logprobs": k, "max_tokens": 1, "temperature": 0,
+        ])
+        try checkServed(json, asked: model)
+        guard let choice = (json["choices"] as? [[String: Any]])?.first,
+              let lp = choice["logprobs"] as? [String: Any],
+              let first = (lp["top_logprobs"] as? [Any])?.first as? [String: Any] else { return [:] }
+        var out: [String: Double] = [:]
+        for (token, value) in first {
+            if let d = (value as? NSNumber)?.doubleValue { out[token] = d }
+        }
+        return out
+    }
+
     public func score(model: String, prompt: String) throws(EvaluationError) -> PromptScores {
         let json = try request("POST", "v1/completions", body: [
             "model": model, "prompt": prompt, "echo": true, "logprobs": 1, "max_tokens": 0, "temperature": 0,

@@ -169,6 +169,25 @@ final class MockServer: @unchecked Sendable {
         #expect(s.b?.macroAccuracy == 1)
     }
 
+    /// MMLU takes the candidates it finds in one next-token request's top log-probs and echoes
+    /// only the others (the mock lists " A" and " B": two echoes per item and arm).
+    @Test func mmluEchoesOnlyCandidatesMissingFromTheTopLogprobs() throws {
+        var settings = EvalSettings()
+        settings.mmluAllItems = true
+        settings.chatTemplate = false
+        let task = try MMLUTask(store: store, settings: settings, formatter: nil)
+        func echoes() throws -> Int {
+            let stats = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(string: server.url + "/stats")!)) as? [String: Any]
+            return stats?["echo"] as? Int ?? 0
+        }
+        let client = try OpenAIClient(server: server.url)
+        let before = try echoes()
+        let r = try task.evaluate(index: 0, model: "good", client: client, slot: 0, seed: 0)
+        #expect(r.correct)
+        #expect(try echoes() - before == 2)
+        #expect(r.scores?.count == 4)
+    }
+
     @Test func mmluChatPromptEndsWithTheAnswerPrefix() throws {
         struct Fake: ChatFormatter {
             func render(_ m: [Message], addGenerationPrompt: Bool) throws -> String {

@@ -164,6 +164,30 @@ import Testing
         }
     }
 
+    /// A one-token generation's top log-probs equal, bit for bit, the echo log-prob of that token
+    /// appended to the prompt (the same logits row, the same log-softmax): `graft eval` scores
+    /// MMLU's candidates from the former and echoes only those missing from it.
+    @Test func nextTokenTopLogprobsEqualEchoScores() throws {
+        let s = try TestServer()
+        defer { #expect(s.stop()) }
+        let prompt = [3, 9, 27, 81, 243, 17, 51, 153, 203, 97]
+        let r = try s.post("/v1/completions", ["prompt": [prompt], "max_tokens": 1, "logprobs": 20, "temperature": 0])
+        #expect(r.status == 200)
+        let lp = (r.json["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any]
+        let top = (lp?["top_logprobs"] as? [Any])?.first as? [String: Any] ?? [:]
+        #expect(top.count >= 5)   // 20 asked; tokens that print alike (partial UTF-8) share one key
+        var checked = 0
+        for (text, value) in top.sorted(by: { $0.key < $1.key }) {
+            let ids = try s.post("/tokenize", ["content": text]).json["tokens"] as? [Int] ?? []
+            guard ids.count == 1 else { continue }
+            let e = try s.post("/v1/completions", ["prompt": [prompt + ids], "max_tokens": 0, "echo": true, "logprobs": 1, "temperature": 0])
+            let echoed = ((e.json["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any])?["token_logprobs"] as? [Any] ?? []
+            #expect((echoed.last as? Double) == (value as? Double), "token \(ids[0]) \(text.debugDescription)")
+            checked += 1
+        }
+        #expect(checked >= 3, "\(top.keys.sorted())")
+    }
+
     @Test func tokenizeAndDetokenize() throws {
         let s = try TestServer()
         defer { #expect(s.stop()) }

@@ -85,10 +85,21 @@ class Handler(BaseHTTPRequestHandler):
                                "usage": {"prompt_tokens": len(text), "completion_tokens": len(answer)}})
         if self.path == "/v1/completions":
             prompt = body["prompt"]
-            assert body.get("echo") and body.get("max_tokens") == 0
-            letter = prompt[-1]
             gold = next((g for q, g in MMLU.items() if q in prompt), "A")
             best = gold if model == "good" else "A"
+            if not body.get("echo"):
+                # One greedy token with top log-probs: only " A" and " B" are listed, so MMLU
+                # scoring takes those from here and echoes " C" and " D".
+                assert body.get("max_tokens") == 1 and body.get("logprobs")
+                top = {" " + l: (-0.1 if l == best else -3.0) for l in "AB"}
+                return self.reply({"object": "text_completion", "model": served,
+                                   "choices": [{"index": 0, "text": " " + best, "finish_reason": "length",
+                                                "logprobs": {"tokens": [" " + best], "token_logprobs": [-0.1],
+                                                             "top_logprobs": [top], "text_offset": [len(prompt)]}}]})
+            assert body.get("echo") and body.get("max_tokens") == 0
+            with LOCK:
+                STATS["echo"] = STATS.get("echo", 0) + 1
+            letter = prompt[-1]
             tokens = list(prompt)
             lps = [None] + [-0.5] * (len(tokens) - 1)
             lps[-1] = -0.1 if letter == best else -3.0
