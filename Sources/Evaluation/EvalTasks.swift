@@ -198,8 +198,9 @@ public struct MMLUTask: EvalTask {
         // Each candidate is one token after the context: its log-prob is in the next-token
         // distribution of one request (the same logits row and log-softmax as an echo of
         // context + candidate, so the same number; tested against graft serve). A candidate
-        // missing from the top-20 (or a server without top log-probs) is scored by echo.
-        let top = try client.nextTokenLogprobs(model: model, prompt: ctx)
+        // missing from the top-20 is scored by echo, and so is every candidate when the server
+        // refuses the request (e.g. a cap below 20 log-probs; the echo path reports real errors).
+        let top = (try? client.nextTokenLogprobs(model: model, prompt: ctx)) ?? [:]
         var scores: [Double] = []
         for c in Prompts.mmluCandidates {
             if let v = top[c] { scores.append(v); continue }
