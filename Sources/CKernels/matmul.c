@@ -696,7 +696,6 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
         for (j = 0; j < n; j++) {
             __m256 a = _mm256_set1_ps(sc[j]);
             const float *v = values + j * stride + k0;
-
             for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
         }
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, o[i]);

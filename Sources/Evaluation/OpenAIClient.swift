@@ -118,7 +118,6 @@ public final class OpenAIClient: Sendable {
         public var offsets: [Int]
     }
 
-    /// Prompt scoring as the legacy completions API did: `echo: true, logprobs: 1, max_tokens: 0`.
     /// The most likely next tokens after `prompt` with their log-probs (legacy completions, one
     /// greedy token, `logprobs: k`): token text → log-prob; empty when the server gives none (or
     /// stopped without a token). One request and one logits row instead of an echo per candidate.
@@ -137,6 +136,7 @@ public final class OpenAIClient: Sendable {
         return out
     }
 
+    /// Prompt scoring as the legacy completions API did: `echo: true, logprobs: 1, max_tokens: 0`.
     public func score(model: String, prompt: String) throws(EvaluationError) -> PromptScores {
         let json = try request("POST", "v1/completions", body: [
             "model": model, "prompt": prompt, "echo": true, "logprobs": 1, "max_tokens": 0, "temperature": 0,

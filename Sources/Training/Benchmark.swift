@@ -65,8 +65,9 @@ public enum TrainingBenchmark {
     }
 
     /// Runs `steps` training steps (after one warm-up) on random tokens: `batch` sequences of
-    /// `length` tokens, every position with a loss; time per step is the median over the steps. `steps` 0: the warm-up step alone is timed
-    /// (for peak memory on a model whose steps take many minutes).
+    /// `length` tokens, every position with a loss; time per step is the median over the steps.
+    /// `steps` 0: the warm-up step alone is timed (for peak memory on a model whose steps take
+    /// many minutes).
     public static func run(model: TrainingModel, lora: Bool, batch: Int, length: Int, steps: Int,
                            peakGFLOPS: Double, profile: Bool = false) throws -> Result {
         let c = model.config
