@@ -38,7 +38,7 @@ struct ServeCommand: ParsableCommand {
     var variant: [String] = []
     @Option(help: ArgumentHelp("Element type the --variant deltas are held in: auto (bf16 over a 16-bit base, else f32), f32 or bf16.",
                                valueName: "auto|f32|bf16"))
-    var variantDeltaDtype = "auto"
+    var variantDeltaDtype = DeltaValueType.auto
     @Option(help: "Folder strategy plugins are loaded from, by name (default: beside this executable).") var pluginDir: String?
     @Option(name: .customLong("source"), help: ArgumentHelp("A model plugins may open by name (repeatable; opened on first use).", valueName: "NAME=DIR"))
     var sources: [String] = []
@@ -93,10 +93,7 @@ struct ServeCommand: ParsableCommand {
             }
             o.preloadVariants.append((String(item[..<eq]), String(item[item.index(after: eq)...])))
         }
-        guard let deltaType = DeltaValueType(rawValue: variantDeltaDtype) else {
-            throw ValidationError("--variant-delta-dtype wants auto, f32 or bf16, got '\(variantDeltaDtype)'")
-        }
-        o.preloadDeltaType = deltaType
+        o.preloadDeltaType = variantDeltaDtype
         guard maxBatch >= 1, kvCacheMb >= 1, prefillChunk >= 1, maxQueue >= 0 else {
             throw ValidationError("--max-batch, --kv-cache-mb and --prefill-chunk must be ≥ 1")
         }

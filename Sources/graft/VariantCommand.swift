@@ -65,7 +65,7 @@ struct VariantBenchCommand: ParsableCommand {
     @Option(help: "The plugin's params (JSON).") var params = #"{"density": 0.1, "scale": 0.001}"#
     @Option(help: "Plugin directory (default: beside this executable).") var pluginDir: String?
     @Option(help: "unmerged or merged.") var mode = "unmerged"
-    @Option(help: "Element type of unmerged delta values: auto (bf16 over a 16-bit base), f32 or bf16.") var deltaDtype = "auto"
+    @Option(help: "Element type of unmerged delta values: auto (bf16 over a 16-bit base), f32 or bf16.") var deltaDtype = DeltaValueType.auto
     @Option(help: "Also time decode of a batch of this many sequences: base alone, then base and 3 variants mixed (0: skip).")
     var decodeBatch = 0
     @Option(help: "Decode steps timed per run.") var steps = 16
@@ -73,7 +73,7 @@ struct VariantBenchCommand: ParsableCommand {
 
     func run() throws {
         guard let m = LanguageModel.VariantMode(rawValue: mode) else { throw ValidationError("--mode must be unmerged or merged") }
-        guard let valueType = DeltaValueType(rawValue: deltaDtype) else { throw ValidationError("--delta-dtype must be auto, f32 or bf16") }
+        let valueType = deltaDtype
         let t0 = Date()
         let builder = try deltaBuilder(model: model)
         let t1 = Date()
@@ -144,3 +144,7 @@ struct VariantBenchCommand: ParsableCommand {
         }
     }
 }
+
+/// `--delta-dtype`, `--variant-delta-dtype`: parsed, listed in the help and refused with the
+/// allowed values by ArgumentParser, as the admin API's `delta_dtype` takes them.
+extension DeltaValueType: ExpressibleByArgument {}
