@@ -46,13 +46,7 @@ import Transfer
         let started = try helper.admin(s, "POST", "/v1/transfers", ["name": "job", "plugin": "test-services", "params": ["source": "second"]])
         #expect(started.status == 202, "\(started.text)")
         let id = started.json["id"] as? String ?? ""
-        let deadline = Date().addingTimeInterval(120)
-        var job: [String: Any] = [:]
-        while Date() < deadline {
-            job = try helper.admin(s, "GET", "/v1/jobs/\(id)").json
-            if job["status"] as? String != "running" { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        let job = try helper.waitForJob(s, id)
         #expect(job["status"] as? String == "succeeded", "\(job)")
         #expect(try metadata("job")?["source_fingerprint"] as? String == expected)
     }

@@ -15,15 +15,7 @@ import Transfer
         let helper = VariantAPITests()
         let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir; $0.graftExecutable = graft }
         defer { #expect(s.stop()) }
-        func wait(_ id: String) throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline {
-                let job = try helper.admin(s, "GET", "/v1/jobs/\(id)").json
-                if job["status"] as? String != "running" { return job }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            return [:]
-        }
+        func wait(_ id: String) throws -> [String: Any] { try helper.waitForJob(s, id, timeout: 60) }
         let started = try helper.admin(s, "POST", "/v1/transfers", ["name": "rs", "plugin": "random-sparse", "params": ["seed": 5, "density": 0.2]])
         #expect(started.status == 202, "\(started.text)")
         let id = started.json["id"] as? String ?? ""
@@ -53,15 +45,7 @@ import Transfer
         let helper = VariantAPITests()
         let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir; $0.graftExecutable = graft }
         defer { #expect(s.stop()) }
-        func wait(_ id: String) throws -> [String: Any] {
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline {
-                let job = try helper.admin(s, "GET", "/v1/jobs/\(id)").json
-                if job["status"] as? String != "running" { return job }
-                Thread.sleep(forTimeInterval: 0.02)
-            }
-            return [:]
-        }
+        func wait(_ id: String) throws -> [String: Any] { try helper.waitForJob(s, id, poll: 0.02) }
         let crash = try helper.admin(s, "POST", "/v1/transfers", ["name": "c", "plugin": "test-crash", "params": ["abort": true]])
         #expect(crash.status == 202)
         let crashed = try wait(crash.json["id"] as? String ?? "")

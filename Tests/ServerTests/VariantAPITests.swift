@@ -43,6 +43,18 @@ import Transfer
         return try s.post("/v1/completions", body)
     }
 
+    /// Polls `GET /v1/jobs/{id}` until the job is no longer running; its last state ([:] if it
+    /// was still running at the deadline).
+    func waitForJob(_ s: TestServer, _ id: String, timeout: TimeInterval = 120, poll: TimeInterval = 0.05) throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let job = try admin(s, "GET", "/v1/jobs/\(id)").json
+            if job["status"] as? String != "running" { return job }
+            Thread.sleep(forTimeInterval: poll)
+        }
+        return [:]
+    }
+
     func text(_ r: HTTPResponse) -> String? { ((r.json["choices"] as? [[String: Any]])?.first)?["text"] as? String }
 
     @Test func adminRoutesNeedTheToken() throws {
