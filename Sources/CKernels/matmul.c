@@ -467,6 +467,29 @@ void gk_widen(gk_dtype t, float *dst, const void *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = elem(t, src, i);
 }
 
+// bf16 → f32 is exact (the bits move up 16 places), so any vectorisation gives the same values.
+void gk_widen_rows_bf16(float *dst, size_t ldd, const uint16_t *src, size_t lds, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const uint16_t *s = src + r * lds;
+        float *d = dst + r * ldd;
+        for (size_t i = 0; i < cols; i++) {
+            uint32_t u = (uint32_t)s[i] << 16;
+            memcpy(d + i, &u, 4);
+        }
+    }
+}
+
+// Round to nearest, ties to even, as PyTorch's float → bfloat16 (c10::round_to_nearest_even):
+// finite values that round past the largest bf16 become ±inf; NaN stays a (quiet) NaN.
+void gk_round_bf16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u) { dst[i] = (uint16_t)((u >> 16) | 0x0040u); continue; }
+        dst[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
 // gk_dot and gk_axpy: the AVX2 versions do exactly the scalar versions' operations (8 lane
 // partial sums with fused multiply-adds, the same final association), so results do not depend
 // on the CPU; the scalar fallback's fmaf is a libcall on baseline x86-64, hence the SIMD path.
@@ -646,8 +669,25 @@ T512 static size_t exp_shifted512(float *sc, size_t n, float m) {
     return j;
 }
 
-T256 static void attend256(float *out, const float *q, const float *keys, const float *values,
+// Eight keys or values of a row, f32 or bf16 (widened exactly: the bits move up 16 places).
+INLINE256 __m256 ldkv8(int bf, const char *p) {
+    if (!bf) return _mm256_loadu_ps((const float *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+// A whole row of n keys or values as f32 (the tails: rows of a bf16 cache go through `tmp`).
+INLINE256 const float *kvrow(int bf, const char *p, size_t n, float *tmp) {
+    if (!bf) return (const float *)p;
+    gk_widen_rows_bf16(tmp, n, (const uint16_t *)p, n, 1, n);
+    return tmp;
+}
+
+// `keys`, `values`: f32 or (bf) bf16 elements, rows `stride` elements apart. Over a bf16 cache
+// every operation is the one over an f32 cache holding the widened values.
+INLINE256 void attend256_t(int bf, float *out, const float *q, const char *keys, const char *values,
                            size_t stride, size_t n, size_t hd, float scale, float *sc) {
+    const size_t es = bf ? 2 : 4, rs = stride * es;
+    float tmp[hd];
     float maxs = -INFINITY;
     size_t j = 0;
     if (hd % 8 == 0) {
@@ -655,12 +695,12 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
         // dot256's final sum ((l, l+4), then (l, l+2), then (l, l+1)), landing as keys 0,2,4,6,1,3,5,7.
         const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         for (; j + 8 <= n; j += 8) {
-            const float *k0 = keys + j * stride;
+            const char *k0 = keys + j * rs;
             __m256 a[8];
             for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
             for (size_t k = 0; k < hd; k += 8) {
                 __m256 qv = _mm256_loadu_ps(q + k);
-                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i * stride + k), a[i]);
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, ldkv8(bf, k0 + i * rs + k * es), a[i]);
             }
             __m256 s4[4], s2[2];
             for (int i = 0; i < 4; i++)
@@ -675,7 +715,7 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
         }
     }
     for (; j < n; j++) {
-        sc[j] = dot256(q, keys + j * stride, hd) * scale;
+        sc[j] = dot256(q, kvrow(bf, keys + j * rs, hd, tmp), hd) * scale;
         maxs = sc[j] >= maxs ? sc[j] : maxs;
     }
     float sum = 0;
@@ -695,20 +735,29 @@ T256 static void attend256(float *out, const float *q, const float *keys, const 
         for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
         for (j = 0; j < n; j++) {
             __m256 a = _mm256_set1_ps(sc[j]);
-            const float *v = values + j * stride + k0;
-            for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + 8 * i), o[i]);
+            const char *v = values + j * rs + k0 * es;
+            for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, ldkv8(bf, v + 8 * i * es), o[i]);
         }
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, o[i]);
     }
     if (k0 < hd) {
         for (size_t i = k0; i < hd; i++) out[i] = 0;
-        for (j = 0; j < n; j++) axpy256(out + k0, sc[j], values + j * stride + k0, hd - k0);
+        for (j = 0; j < n; j++) axpy256(out + k0, sc[j], kvrow(bf, values + j * rs + k0 * es, hd - k0, tmp), hd - k0);
     }
 }
 
-void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
+T256 static void attend256(float *out, const float *q, const float *keys, const float *values,
+                           size_t stride, size_t n, size_t hd, float scale, float *sc) {
+    attend256_t(0, out, q, (const char *)keys, (const char *)values, stride, n, hd, scale, sc);
+}
+
+T256 static void attend256_bf16(float *out, const float *q, const uint16_t *keys, const uint16_t *values,
+                                size_t stride, size_t n, size_t hd, float scale, float *sc) {
+    attend256_t(1, out, q, (const char *)keys, (const char *)values, stride, n, hd, scale, sc);
+}
+
+static void attend_scalar(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores) {
-    if (detect_level() >= LEVEL_AVX2) { attend256(out, q, keys, values, stride, n, hd, scale, scores); return; }
     float maxs = -INFINITY;
     for (size_t j = 0; j < n; j++) {
         scores[j] = gk_dot(q, keys + j * stride, hd) * scale;
@@ -723,4 +772,23 @@ void gk_attend(float *out, const float *q, const float *keys, const float *value
     for (size_t j = 0; j < n; j++) scores[j] /= sum;
     for (size_t i = 0; i < hd; i++) out[i] = 0;
     for (size_t j = 0; j < n; j++) gk_axpy(out, scores[j], values + j * stride, hd);
+}
+
+void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
+               size_t n, size_t hd, float scale, float *scores) {
+    if (detect_level() >= LEVEL_AVX2) { attend256(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    attend_scalar(out, q, keys, values, stride, n, hd, scale, scores);
+}
+
+void gk_attend_bf16(float *out, const float *q, const uint16_t *keys, const uint16_t *values, size_t stride,
+                    size_t n, size_t hd, float scale, float *scores) {
+    if (detect_level() >= LEVEL_AVX2) { attend256_bf16(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    // No AVX2: the scalar path over widened copies (the same operations on the same values).
+    float *kw = malloc(2 * (n ? n : 1) * hd * sizeof(float));
+    if (!kw) abort();
+    float *vw = kw + n * hd;
+    gk_widen_rows_bf16(kw, hd, keys, stride, n, hd);
+    gk_widen_rows_bf16(vw, hd, values, stride, n, hd);
+    attend_scalar(out, q, kw, vw, hd, n, hd, scale, scores);
+    free(kw);
 }

@@ -47,25 +47,30 @@ public final class Model: @unchecked Sendable {
     private let scratchLock = NSLock()
     /// When set, `forward` charges its time to phases here (benchmarks: `graft bench --profile`).
     public var profile: ForwardProfile?
+    /// The element type of the caches `makeCache` makes (`--kv-cache-dtype`).
+    public let kvCacheType: KVCacheType
 
-    public init(weights: ModelWeights, pool: WorkerPool) {
+    public init(weights: ModelWeights, pool: WorkerPool, kvCacheType: KVCacheType = .f32) {
         self.config = weights.config
         self.weights = weights
         self.pool = pool
+        self.kvCacheType = kvCacheType
         self.inverseFrequencies = weights.config.rope.inverseFrequencies(headDim: weights.config.headDim).map { Float($0) }
     }
 
     /// Opens a Hugging Face model folder: config.json and model.safetensors (or shards).
-    public static func load(directory: String, pool: WorkerPool = WorkerPool()) throws -> Model {
+    public static func load(directory: String, pool: WorkerPool = WorkerPool(), kvCacheType: KVCacheType = .f32) throws -> Model {
         let config = try ModelConfig.load(directory: directory)
         let storage = try SafeTensorsModel(directory: directory)
-        return Model(weights: try ModelWeights(config: config, storage: storage), pool: pool)
+        return Model(weights: try ModelWeights(config: config, storage: storage), pool: pool, kvCacheType: kvCacheType)
     }
 
-    /// A new empty cache for one sequence of at most `maxTokens` positions.
-    public func makeCache(maxTokens: Int? = nil) -> KVCache {
+    /// A new empty cache for one sequence of at most `maxTokens` positions, of `type` (default:
+    /// the model's `kvCacheType`).
+    public func makeCache(maxTokens: Int? = nil, type: KVCacheType? = nil) -> KVCache {
         KVCache(layers: config.layers, kvDim: config.kvDim,
-                maxTokens: min(maxTokens ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings))
+                maxTokens: min(maxTokens ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings),
+                type: type ?? kvCacheType)
     }
 
     private func ensureRope(upTo positions: Int) {
@@ -173,9 +178,7 @@ public final class Model: @unchecked Sendable {
                         let sn = sinTable.baseAddress! + posOf[r] * half
                         rope(q + r * qDim, heads: c.heads, headDim: hd, cos: cs, sin: sn)
                         rope(k + r * kvDim, heads: c.kvHeads, headDim: hd, cos: cs, sin: sn)
-                        let cache = caches[seqOf[r]]
-                        cache.key(layer: li, position: posOf[r]).update(from: k + r * kvDim, count: kvDim)
-                        cache.value(layer: li, position: posOf[r]).update(from: v + r * kvDim, count: kvDim)
+                        caches[seqOf[r]].store(layer: li, position: posOf[r], key: k + r * kvDim, value: v + r * kvDim)
                     }
                     prof?.mark(.ropeCache)
                     // Causal attention of each new token over its own sequence's cache.
@@ -183,20 +186,25 @@ public final class Model: @unchecked Sendable {
                     let posCopy = posOf, seqCopy = seqOf
                     nonisolated(unsafe) let (qp, ap) = (q, att)
                     let traceWeights = trace?.attentionWeights
+                    let maxN = (posCopy.max() ?? 0) + 1
                     pool.parallelFor(rows * c.heads) { range in
-                        var scores = [Float](repeating: 0, count: (posCopy.max() ?? 0) + 1)
-                        scores.withUnsafeMutableBufferPointer { sc in
-                            for job in range {
-                                let r = job / c.heads, head = job % c.heads, g = head / groups
-                                let cache = caches[seqCopy[r]]
-                                let n = posCopy[r] + 1
-                                attend(ap + r * qDim + head * hd, query: qp + r * qDim + head * hd,
-                                       keys: cache.key(layer: li, position: 0) + g * hd,
-                                       values: cache.value(layer: li, position: 0) + g * hd,
-                                       stride: kvDim, count: n, headDim: hd, scale: scale, scratch: sc.baseAddress!)
-                                // The scratch holds this head's normalised weights.
-                                traceWeights?(li, r, head, sc.baseAddress!, n)
+                        let sc = UnsafeMutablePointer<Float>.allocate(capacity: maxN)
+                        defer { sc.deallocate() }
+                        for job in range {
+                            let r = job / c.heads, head = job % c.heads, g = head / groups
+                            let cache = caches[seqCopy[r]]
+                            let n = posCopy[r] + 1
+                            let o = ap + r * qDim + head * hd, query = UnsafePointer(qp + r * qDim + head * hd)
+                            switch cache.type {
+                            case .f32:
+                                attend(o, query: query, keys: cache.keys(layer: li) + g * hd, values: cache.values(layer: li) + g * hd,
+                                       stride: kvDim, count: n, headDim: hd, scale: scale, scratch: sc)
+                            case .bf16:
+                                attendBF16(o, query: query, keys: cache.keysBF16(layer: li) + g * hd, values: cache.valuesBF16(layer: li) + g * hd,
+                                           stride: kvDim, count: n, headDim: hd, scale: scale, scratch: sc)
                             }
+                            // The scratch holds this head's normalised weights.
+                            traceWeights?(li, r, head, sc, n)
                         }
                     }
                     prof?.mark(.attention)

@@ -60,7 +60,7 @@ final class Engine: @unchecked Sendable {
         self.logger = logger
         self.post = post
         budgetBytes = max(0, options.kvCacheMB) * 1024 * 1024
-        bytesPerToken = KVCache.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim)
+        bytesPerToken = KVCache.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim, type: model.kvCacheType)
         var stops = Set(model.config.eosTokenIds)
         if let eos = tokenizer?.eosTokenID { stops.insert(eos) }
         stopTokens = stops

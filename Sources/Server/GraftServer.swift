@@ -41,7 +41,7 @@ public final class GraftServer: @unchecked Sendable {
         }
         modelAlias = URL(fileURLWithPath: options.modelDirectory).standardizedFileURL.lastPathComponent
         do {
-            model = try Model.load(directory: options.modelDirectory, pool: WorkerPool(threads: options.threads))
+            model = try Model.load(directory: options.modelDirectory, pool: WorkerPool(threads: options.threads), kvCacheType: options.kvCacheType)
         } catch {
             throw ServerError.startup("cannot load the model '\(options.modelDirectory)': \(error)")
         }
@@ -109,7 +109,7 @@ public final class GraftServer: @unchecked Sendable {
     public func run() {
         signal(SIGPIPE, SIG_IGN)
         engine.start()
-        logger.notice("serving \(options.modelDirectory) as '\(modelID)' on http://\(options.host):\(port) (max batch \(options.maxBatch), KV cache \(options.kvCacheMB) MiB)")
+        logger.notice("serving \(options.modelDirectory) as '\(modelID)' on http://\(options.host):\(port) (max batch \(options.maxBatch), KV cache \(options.kvCacheMB) MiB \(options.kvCacheType.rawValue))")
         http.run()
         // Plugin children still running have no one to publish to.
         for process in transfers.children.values where process.isRunning { process.terminate() }

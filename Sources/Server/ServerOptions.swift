@@ -14,6 +14,8 @@ public struct ServerOptions: Sendable {
     /// KV-cache memory for all live sequences; a sequence reserves its worst case
     /// (prompt + max_tokens positions) when admitted.
     public var kvCacheMB = 1024
+    /// Element type of the KV cache: f32 (the reference numerics) or bf16 (half the bytes per token).
+    public var kvCacheType: KVCacheType = .f32
     /// Prompt tokens read per engine step (over all sequences being prefilled).
     public var prefillChunk = 256
     /// Sequences waiting for admission before new requests get 429.

@@ -70,3 +70,18 @@ public func forceKernels(_ name: String?) -> Bool {
     if let name { return name.withCString { gk_force_kernels($0) } != 0 }
     return gk_force_kernels(nil) != 0
 }
+
+/// dst[i] = src[i] rounded to bfloat16 (to nearest, ties to even, as PyTorch), as raw bits.
+@inline(__always)
+public func roundToBF16(_ dst: UnsafeMutablePointer<UInt16>, _ src: UnsafePointer<Float>, count: Int) {
+    gk_round_bf16(dst, src, count)
+}
+
+/// `attend` over a bf16 cache (keys and values bf16, widened exactly in registers): the same
+/// result as `attend` over f32 rows holding the widened values, bit for bit (gk_attend_bf16).
+@inline(__always)
+public func attendBF16(_ out: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>, keys: UnsafePointer<UInt16>,
+                       values: UnsafePointer<UInt16>, stride: Int, count: Int, headDim: Int, scale: Float,
+                       scratch: UnsafeMutablePointer<Float>) {
+    gk_attend_bf16(out, query, keys, values, stride, count, headDim, scale, scratch)
+}

@@ -18,6 +18,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Prefill lengths (comma-separated).") var prefill = "128,512"
     @Option(help: "Decode batch sizes (comma-separated).") var batches = "1,4,16,64"
     @Option(help: "Decode steps timed per repeat.") var steps = 16
+    @Option(help: "KV-cache element types to bench decode with (comma-separated: f32, bf16).") var kvCacheDtypes = "f32"
+    @Option(help: "Decode context: prompt tokens of each sequence before the timed steps.") var context = 4
     @Option(help: "Repeats (the median is reported).") var repeats = 5
     @Option(name: .customLong("probe-mib"),
             help: "Size of the bandwidth probe buffer (MiB); default: the weight bytes one decode step reads, at most 1024, so the probe meets the same caches as decode.")
@@ -30,6 +32,13 @@ struct BenchCommand: ParsableCommand {
         let threadCounts = try list(threads, "--threads")
         let prefillLengths = try list(prefill, "--prefill")
         let batchSizes = try list(batches, "--batches")
+        let kvTypes = try kvCacheDtypes.split(separator: ",").map { name in
+            guard let t = KVCacheType(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--kv-cache-dtypes takes f32 and/or bf16")
+            }
+            return t
+        }
+        guard context >= 1 else { throw ValidationError("--context must be at least 1") }
         print("graft bench — \(model)")
         print("cpu kernels: \(SystemInfo.kernelName); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
         var records: [[String: Any]] = []
@@ -91,48 +100,55 @@ struct BenchCommand: ParsableCommand {
                     records.append(["kind": "prefill", "dtype": wdtype, "threads": t, "tokens": n, "tokens_per_s": Double(n) / s,
                                     "gflops": rate / 1e9, "sgemm_gflops": sgemm / 1e9, "ratio_to_sgemm": rate / sgemm])
                 }
-                var single = 0.0
-                for b in batchSizes {
-                    let caches = (0..<b).map { _ in m.makeCache(maxTokens: 32 + steps * (repeats + 1)) }
-                    _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [1 + i, 2 + i, 3 + i, 4]) })
-                    // Bandwidth right beside each decode figure: it can jump between levels.
-                    let patterns = Probes.readBandwidthPatterns(bytes: probeBytes, threads: t, repeats: 3)
-                    let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
-                    let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
-                    let cpu0 = processCPUSeconds()
-                    let s = Probes.medianSeconds(repeats: repeats) {
-                        for step in 0..<steps {
-                            _ = try? m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                for kvType in kvTypes {
+                    var single = 0.0
+                    for b in batchSizes {
+                        let caches = (0..<b).map { _ in m.makeCache(maxTokens: context + 32 + steps * (repeats + 2), type: kvType) }
+                        // Each sequence's prompt on its own (a long context in one step would be one
+                        // very large prefill).
+                        for (i, c) in caches.enumerated() {
+                            _ = try m.forward([ForwardInput(cache: c, tokens: (0..<context).map { j in j < 3 ? 1 + i + j : (j * 31 + i * 7) % 1000 + 5 })])
                         }
-                    }
-                    // CPU time of the whole process per step (all repeats): on a loaded machine the
-                    // wall-clock figure includes waiting for a core; this does not.
-                    let cpuPerStep = (processCPUSeconds() - cpu0) / Double(max(1, repeats) * steps)
-                    let perStep = s / Double(steps)
-                    let throughput = Double(b) / perStep
-                    if b == 1 { single = throughput }
-                    let bound = weightBytes / bandwidth
-                    let ratio = bound / perStep
-                    var line = String(format: "decode batch %3d: %8.1f tok/s  (%.2f ms/step; bound %.2f ms at %.1f GB/s read → %5.1f%% of bound)",
-                                      b, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
-                    if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
-                    line += String(format: "  [cpu %.2f ms/step]", cpuPerStep * 1e3)
-                    // The bound from the best read pattern; against one plain sequential stream
-                    // per thread (a STREAM-like read, the probe before 2026-11-24) for comparison.
-                    if b == 1 { line += String(format: "  [one-stream probe %.1f GB/s → %.1f%%]", oneStream / 1e9, 100 * weightBytes / oneStream / perStep) }
-                    print(line)
-                    if profile {
-                        let p = ForwardProfile()
-                        m.profile = p
-                        for step in 0..<steps {
-                            _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                        // Bandwidth right beside each decode figure: it can jump between levels.
+                        let patterns = Probes.readBandwidthPatterns(bytes: probeBytes, threads: t, repeats: 3)
+                        let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
+                        let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
+                        let cpu0 = processCPUSeconds()
+                        let s = Probes.medianSeconds(repeats: repeats) {
+                            for step in 0..<steps {
+                                _ = try? m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                            }
                         }
-                        m.profile = nil
-                        printProfile(p, config: m.config, batch: b)
+                        // CPU time of the whole process per step (all repeats): on a loaded machine the
+                        // wall-clock figure includes waiting for a core; this does not.
+                        let cpuPerStep = (processCPUSeconds() - cpu0) / Double(max(1, repeats) * steps)
+                        let perStep = s / Double(steps)
+                        let throughput = Double(b) / perStep
+                        if b == 1 { single = throughput }
+                        let bound = weightBytes / bandwidth
+                        let ratio = bound / perStep
+                        let kvLabel = kvTypes == [.f32] && context == 4 ? "" : " [kv \(kvType.rawValue), context \(context)+]"
+                        var line = String(format: "decode batch %3d:%@ %8.1f tok/s  (%.2f ms/step; bound %.2f ms at %.1f GB/s read → %5.1f%% of bound)",
+                                          b, kvLabel, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
+                        if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
+                        line += String(format: "  [cpu %.2f ms/step]", cpuPerStep * 1e3)
+                        // The bound from the best read pattern; against one plain sequential stream
+                        // per thread (a STREAM-like read, the probe before 2026-11-24) for comparison.
+                        if b == 1 { line += String(format: "  [one-stream probe %.1f GB/s → %.1f%%]", oneStream / 1e9, 100 * weightBytes / oneStream / perStep) }
+                        print(line)
+                        if profile {
+                            let p = ForwardProfile()
+                            m.profile = p
+                            for step in 0..<steps {
+                                _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                            }
+                            m.profile = nil
+                            printProfile(p, config: m.config, batch: b)
+                        }
+                        records.append(["kind": "decode", "dtype": wdtype, "kv_cache_dtype": kvType.rawValue, "context": context, "threads": t, "batch": b, "tokens_per_s": throughput,
+                                        "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "one_stream_gbps": oneStream / 1e9, "bound_ms": bound * 1e3,
+                                        "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
                     }
-                    records.append(["kind": "decode", "dtype": wdtype, "threads": t, "batch": b, "tokens_per_s": throughput,
-                                    "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "one_stream_gbps": oneStream / 1e9, "bound_ms": bound * 1e3,
-                                    "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
                 }
             }
         }

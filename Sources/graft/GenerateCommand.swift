@@ -39,6 +39,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Model folder (config.json, tokenizer.json, model.safetensors).")
     var model = "models/smollm2-135m-instruct"
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
+    @Option(help: "KV-cache element type: f32 (logits as the f32 reference) or bf16 (half the memory per token; logits differ by a few 1e-3).")
+    var kvCacheDtype: KVCacheType = .f32
 
     func load() throws -> (Model, Tokenizer) {
         var isDir: ObjCBool = false
@@ -52,7 +54,7 @@ struct ModelOptions: ParsableArguments {
             throw CLIError("cannot load the tokenizer of '\(model)': \(error)")
         }
         do {
-            return (try Model.load(directory: model, pool: WorkerPool(threads: threads)), tokenizer)
+            return (try Model.load(directory: model, pool: WorkerPool(threads: threads), kvCacheType: kvCacheDtype), tokenizer)
         } catch {
             throw CLIError("cannot load the model '\(model)': \(error)")
         }

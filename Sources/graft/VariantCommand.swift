@@ -148,3 +148,4 @@ struct VariantBenchCommand: ParsableCommand {
 /// `--delta-dtype`, `--variant-delta-dtype`: parsed, listed in the help and refused with the
 /// allowed values by ArgumentParser, as the admin API's `delta_dtype` takes them.
 extension DeltaValueType: ExpressibleByArgument {}
+extension KVCacheType: ExpressibleByArgument {}

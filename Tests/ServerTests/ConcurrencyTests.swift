@@ -108,6 +108,24 @@ func kvBudgetRefusesWhatCannotFit() throws {
     #expect(try s.post("/v1/completions", ["prompt": "Hello", "max_tokens": 10, "temperature": 0]).status == 200)
 }
 
+/// A bf16 KV cache halves the bytes a position reserves: with the same 1 MiB budget, a request
+/// of ~32 positions that an f32 cache cannot fit (SmolLM2-135M: 45 KiB per position, 22 fit) is
+/// served, and a larger one is still refused.
+@Test(.enabled(if: defaultModelPresent, "default model not provisioned (run tools/provision)"))
+func bf16KVCacheFitsTwiceThePositions() throws {
+    let f32 = try TestServer(model: defaultModel) { $0.kvCacheMB = 1 }
+    #expect(try f32.post("/v1/completions", ["prompt": "Hello", "max_tokens": 30, "temperature": 0]).status == 400)
+    #expect(f32.stop())
+    let s = try TestServer(model: defaultModel) { $0.kvCacheMB = 1; $0.kvCacheType = .bf16 }
+    defer { #expect(s.stop()) }
+    let ok = try s.post("/v1/completions", ["prompt": "Hello", "max_tokens": 30, "temperature": 0])
+    #expect(ok.status == 200)
+    #expect(((ok.json["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0) > 0)
+    let r = try s.post("/v1/completions", ["prompt": "Hello", "max_tokens": 60])
+    #expect(r.status == 400)
+    #expect(((r.json["error"] as? [String: Any])?["message"] as? String)?.contains("--kv-cache-mb") == true)
+}
+
 final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
     private var ids: [[Int]]

@@ -184,6 +184,66 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         }
     }
 
+    /// Attention over a bf16 cache equals attention over f32 rows holding the widened values,
+    /// bit for bit (output and weights), on every kernel family this CPU has, including head
+    /// sizes and lengths with vector tails.
+    @Test func bf16AttentionEqualsAttentionOverWidenedValues() {
+        defer { forceKernels(nil) }
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+            for (hd, n) in [(64, 1), (64, 7), (64, 8), (64, 61), (128, 33), (24, 19), (12, 5)] {
+                let stride = hd * 3 + 4
+                let keysF: [Float] = (0..<(n * stride)).map { i in
+                    let base = Float((i * 53) % 97) / 13 - 3.5
+                    return base + Float(i % 7) * 1e-3
+                }
+                let valuesF: [Float] = (0..<(n * stride)).map { i in
+                    let base = Float((i * 29) % 61) / 17 - 1.7
+                    return base + Float(i % 5) * 1e-3
+                }
+                var keys = [UInt16](repeating: 0, count: keysF.count), values = keys
+                roundToBF16(&keys, keysF, count: keysF.count)
+                roundToBF16(&values, valuesF, count: valuesF.count)
+                let widenedKeys = keys.map { Float(bitPattern: UInt32($0) << 16) }
+                let widenedValues = values.map { Float(bitPattern: UInt32($0) << 16) }
+                let q = (0..<hd).map { Float(($0 * 11) % 19) / 5 - 1.9 }
+                let scale = 1 / Float(hd).squareRoot()
+                var got = [Float](repeating: .nan, count: hd), gotWeights = [Float](repeating: 0, count: n)
+                attendBF16(&got, query: q, keys: keys, values: values, stride: stride, count: n, headDim: hd, scale: scale, scratch: &gotWeights)
+                var want = [Float](repeating: .nan, count: hd), wantWeights = [Float](repeating: 0, count: n)
+                attend(&want, query: q, keys: widenedKeys, values: widenedValues, stride: stride, count: n, headDim: hd, scale: scale, scratch: &wantWeights)
+                #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "\(isa) hd \(hd) n \(n)")
+                #expect(gotWeights.map(\.bitPattern) == wantWeights.map(\.bitPattern), "weights, \(isa) hd \(hd) n \(n)")
+            }
+        }
+    }
+
+    /// f32 → bf16 rounds to nearest with ties to even, as PyTorch does (values from
+    /// `torch.tensor(x).to(torch.bfloat16)`, torch 2.13.0): overflow to ±inf, NaN stays NaN.
+    @Test func bf16RoundingIsToNearestEven() {
+        let cases: [(UInt32, UInt16)] = [
+            (0x3F80_0000, 0x3F80),   // 1.0 exact
+            (0x3F80_8000, 0x3F80),   // tie, even below
+            (0x3F81_8000, 0x3F82),   // tie, even above
+            (0x3F80_8001, 0x3F81),   // above the tie
+            (0x3F80_7FFF, 0x3F80),   // below the tie
+            (0xBF81_8000, 0xBF82),   // negative tie
+            (0x7F7F_FFFF, 0x7F80),   // largest float → +inf
+            (0xFF7F_FFFF, 0xFF80),   // → -inf
+            (0x7F80_0000, 0x7F80),   // +inf
+            (0x0000_0001, 0x0000),   // smallest subnormal → +0
+            (0x8000_0000, 0x8000),   // -0
+        ]
+        let src = cases.map { Float(bitPattern: $0.0) }
+        var dst = [UInt16](repeating: 0xFFFF, count: src.count)
+        roundToBF16(&dst, src, count: src.count)
+        for (i, c) in cases.enumerated() {
+            #expect(dst[i] == c.1, "\(String(c.0, radix: 16)) → \(String(dst[i], radix: 16)), want \(String(c.1, radix: 16))")
+        }
+        var nan = [UInt16](repeating: 0, count: 2)
+        roundToBF16(&nan, [Float.nan, Float(bitPattern: 0x7F80_0001)], count: 2)   // a signalling NaN whose payload would round away
+        #expect(nan.allSatisfy { Float(bitPattern: UInt32($0) << 16).isNaN })
+    }
+
     /// RoPE equals the rotate_half formula with every product rounded (no fused multiply-add),
     /// bit for bit, for head sizes with and without a vector tail.
     @Test func ropeEqualsTheRotateHalfFormula() {

@@ -38,6 +38,14 @@ void gk_matmul_at(int level, gk_dtype dtype, float *out, size_t ldo, const float
 /// dst[i] = (float)src[i] for i < n (embedding rows, norms).
 void gk_widen(gk_dtype dtype, float *dst, const void *src, size_t n);
 
+/// dst[r*ldd + i] = (float)src[r*lds + i] for r < rows, i < cols: bf16 rows (a bf16 KV cache's
+/// keys or values of one head) widened, exactly, into f32 rows.
+void gk_widen_rows_bf16(float *dst, size_t ldd, const uint16_t *src, size_t lds, size_t rows, size_t cols);
+
+/// dst[i] = src[i] rounded to bfloat16, to nearest with ties to even (PyTorch's rounding);
+/// overflow gives ±inf, NaN stays NaN.
+void gk_round_bf16(uint16_t *dst, const float *src, size_t n);
+
 /// out = x / sqrt(mean(x²) + eps) ⊙ weight   (Llama RMSNorm; weight in its stored dtype).
 void gk_rmsnorm(float *out, const float *x, const void *weight, gk_dtype wdtype, size_t n, float eps);
 
@@ -81,3 +89,8 @@ int gk_pool_in_task(void);
 /// on this query and its sequence's cache.
 void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores);
+
+/// gk_attend over a bf16 cache: keys and values bf16, widened exactly in registers; the result
+/// is gk_attend's over f32 rows holding the widened values, bit for bit.
+void gk_attend_bf16(float *out, const float *q, const uint16_t *keys, const uint16_t *values, size_t stride,
+                    size_t n, size_t hd, float scale, float *scores);
