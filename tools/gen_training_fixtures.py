@@ -136,23 +136,7 @@ def grads_fixture(name, seed):
     deltas = [("model.layers.0.self_attn.k_proj", "dense", None),
               ("model.layers.1.mlp.gate_proj", "rows", [3, 17, 40]),
               ("model.layers.1.self_attn.q_proj", "cols", [1, 5, 60])]
-    for full, kind, idx in deltas:
-        w = wrap(model, full)
-        lin = w.lin
-        if kind == "dense":
-            val = torch.randn(lin.out_features, lin.in_features) * 0.02
-        elif kind == "rows":
-            val = torch.randn(len(idx), lin.in_features) * 0.02
-        else:
-            val = torch.randn(lin.out_features, len(idx)) * 0.02
-        val.requires_grad_()
-        it = torch.tensor(idx) if idx is not None else None
-        w.delta = (kind, it, val)
-        key = full + ".weight"
-        out[f"delta.{key}.values"] = val.detach().clone()
-        if idx is not None:
-            out[f"delta.{key}.indices"] = torch.tensor(idx, dtype=torch.int32)
-        extra.append((f"grad.delta.{key}", val))
+    attach_deltas(model, deltas, out, extra)
     loss = ce_loss(model, ids, mask, labels)
     loss.backward()
     out["loss"] = loss.detach().reshape(1)
@@ -164,6 +148,28 @@ def grads_fixture(name, seed):
     meta = dict(META, model=name, lora_rank=str(RANK), lora_alpha=str(ALPHA), kind=kinds_json(deltas))
     save_file(out, os.path.join(OUT, f"grads-{name}.safetensors"), metadata=meta)
     print(f"grads-{name}: loss {loss.item():.6f}, {len(out)} tensors")
+
+
+def attach_deltas(model, deltas, out, extra):
+    """Wraps each (module, kind, indices) of `deltas` with a random trainable delta (dense,
+    row-sparse or column-sparse); records its values (and indices) in `out` and the tensor whose
+    gradient the fixture stores in `extra`."""
+    for full, kind, idx in deltas:
+        w = wrap(model, full)
+        lin = w.lin
+        if kind == "dense":
+            val = torch.randn(lin.out_features, lin.in_features) * 0.02
+        elif kind == "rows":
+            val = torch.randn(len(idx), lin.in_features) * 0.02
+        else:
+            val = torch.randn(lin.out_features, len(idx)) * 0.02
+        val.requires_grad_()
+        w.delta = (kind, torch.tensor(idx) if idx is not None else None, val)
+        key = full + ".weight"
+        out[f"delta.{key}.values"] = val.detach().clone()
+        if idx is not None:
+            out[f"delta.{key}.indices"] = torch.tensor(idx, dtype=torch.int32)
+        extra.append((f"grad.delta.{key}", val))
 
 
 def kinds_json(deltas):
@@ -277,22 +283,7 @@ def delta_grads_fixture():
               ("model.layers.1.mlp.gate_proj", "rows", [3, 17, 40]),
               ("model.layers.0.mlp.down_proj", "cols", [2, 9, 150])]
     extra = []
-    for full, kind, idx in deltas:
-        w = wrap(model, full)
-        lin = w.lin
-        if kind == "dense":
-            val = torch.randn(lin.out_features, lin.in_features) * 0.02
-        elif kind == "rows":
-            val = torch.randn(len(idx), lin.in_features) * 0.02
-        else:
-            val = torch.randn(lin.out_features, len(idx)) * 0.02
-        val.requires_grad_()
-        w.delta = (kind, torch.tensor(idx) if idx is not None else None, val)
-        key = full + ".weight"
-        out[f"delta.{key}.values"] = val.detach().clone()
-        if idx is not None:
-            out[f"delta.{key}.indices"] = torch.tensor(idx, dtype=torch.int32)
-        extra.append((f"grad.delta.{key}", val))
+    attach_deltas(model, deltas, out, extra)
     loss = ce_loss(model, ids, mask, labels)
     loss.backward()
     out["loss"] = loss.detach().reshape(1)
