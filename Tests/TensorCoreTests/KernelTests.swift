@@ -154,7 +154,9 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     /// (dot, expf with the max subtracted, axpy of e/sum), bit for bit; the scratch ends holding
     /// the weights e/sum (what attention traces report).
     @Test func attentionEqualsThePerPositionSequence() {
-        for (hd, n) in [(64, 1), (64, 7), (64, 8), (64, 61), (128, 33), (24, 19), (12, 5)] {
+        defer { forceKernels(nil) }
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+        for (hd, n) in [(64, 1), (64, 7), (64, 8), (64, 61), (128, 33), (24, 19), (12, 5), (80, 9), (48, 3)] {
             let stride = hd * 3 + 4
             let keys = (0..<(n * stride)).map { Float(($0 * 53) % 97) / 13 - 3.5 }
             let values = (0..<(n * stride)).map { Float(($0 * 29) % 61) / 17 - 1.7 }
@@ -179,8 +181,9 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
             values.withUnsafeBufferPointer { v in
                 for j in 0..<n { axpy(&want, scores[j] / sum, v.baseAddress! + j * stride, count: hd) }
             }
-            #expect(out.map(\.bitPattern) == want.map(\.bitPattern), "hd \(hd) n \(n)")
-            #expect(scratch.map(\.bitPattern) == scores.map { ($0 / sum).bitPattern }, "weights, hd \(hd) n \(n)")
+            #expect(out.map(\.bitPattern) == want.map(\.bitPattern), "\(isa) hd \(hd) n \(n)")
+            #expect(scratch.map(\.bitPattern) == scores.map { ($0 / sum).bitPattern }, "weights, \(isa) hd \(hd) n \(n)")
+        }
         }
     }
 
@@ -190,7 +193,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     @Test func bf16AttentionEqualsAttentionOverWidenedValues() {
         defer { forceKernels(nil) }
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
-            for (hd, n) in [(64, 1), (64, 7), (64, 8), (64, 61), (128, 33), (24, 19), (12, 5)] {
+            for (hd, n) in [(64, 1), (64, 7), (64, 8), (64, 61), (128, 33), (24, 19), (12, 5), (80, 9), (48, 3)] {
                 let stride = hd * 3 + 4
                 let keysF: [Float] = (0..<(n * stride)).map { i in
                     let base = Float((i * 53) % 97) / 13 - 3.5
