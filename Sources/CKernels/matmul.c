@@ -467,18 +467,6 @@ void gk_widen(gk_dtype t, float *dst, const void *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = elem(t, src, i);
 }
 
-// bf16 → f32 is exact (the bits move up 16 places), so any vectorisation gives the same values.
-void gk_widen_rows_bf16(float *dst, size_t ldd, const uint16_t *src, size_t lds, size_t rows, size_t cols) {
-    for (size_t r = 0; r < rows; r++) {
-        const uint16_t *s = src + r * lds;
-        float *d = dst + r * ldd;
-        for (size_t i = 0; i < cols; i++) {
-            uint32_t u = (uint32_t)s[i] << 16;
-            memcpy(d + i, &u, 4);
-        }
-    }
-}
-
 // Round to nearest, ties to even, as PyTorch's float → bfloat16 (c10::round_to_nearest_even):
 // finite values that round past the largest bf16 become ±inf; NaN stays a (quiet) NaN.
 void gk_round_bf16(uint16_t *dst, const float *src, size_t n) {
@@ -669,30 +657,21 @@ T512 static size_t exp_shifted512(float *sc, size_t n, float m) {
     return j;
 }
 
-// Eight keys or values of a row, f32 or bf16 (widened exactly: the bits move up 16 places).
-INLINE256 __m256 ldkv8(int bf, const char *p) {
-    if (!bf) return _mm256_loadu_ps((const float *)p);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
-}
-
-// A whole row of n keys or values as f32 (the tails: rows of a bf16 cache go through `tmp`).
-INLINE256 const float *kvrow(int bf, const char *p, size_t n, float *tmp) {
-    if (!bf) return (const float *)p;
-    gk_widen_rows_bf16(tmp, n, (const uint16_t *)p, n, 1, n);
+// Keys and values are f32 or bf16 (`t`), loaded with the matmuls' ld256/ld512 (bf16 widened
+// exactly: the bits move up 16 places). A whole row of n as f32, for the tails: a bf16 row goes
+// through `tmp`.
+INLINE256 const float *kvrow(gk_dtype t, const char *p, size_t n, float *tmp) {
+    if (t == GK_F32) return (const float *)p;
+    gk_widen(t, tmp, p, n);
     return tmp;
 }
 
-INLINE512 __m512 ldkv16(int bf, const char *p) {
-    if (!bf) return _mm512_loadu_ps((const float *)p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-
 // The weighted sum of values with 16-lane vectors: each element's operations are those of the
-// 8-lane loop in attend256_t (one FMA per position, in order, from zero), so the results are
+// 8-lane loop of vmix256 (one FMA per position, in order, from zero), so the results are
 // bit-identical; half the instructions, and a bf16 cache's widening costs half as much.
-INLINE512 void vmix512(int bf, float *out, const float *sc, const char *values, size_t rs, size_t n, size_t hd,
+INLINE512 void vmix512(gk_dtype t, float *out, const float *sc, const char *values, size_t rs, size_t n, size_t hd,
                        float *tmp) {
-    const size_t es = bf ? 2 : 4;
+    const size_t es = esize(t);
     size_t k0 = 0;
     for (; k0 + 64 <= hd; k0 += 64) {
         __m512 o[4];
@@ -700,27 +679,26 @@ INLINE512 void vmix512(int bf, float *out, const float *sc, const char *values, 
         for (size_t j = 0; j < n; j++) {
             __m512 a = _mm512_set1_ps(sc[j]);
             const char *v = values + j * rs + k0 * es;
-            for (int i = 0; i < 4; i++) o[i] = _mm512_fmadd_ps(a, ldkv16(bf, v + 16 * i * es), o[i]);
+            for (int i = 0; i < 4; i++) o[i] = _mm512_fmadd_ps(a, ld512(t, v + 16 * i * es, 0, 0), o[i]);
         }
         for (int i = 0; i < 4; i++) _mm512_storeu_ps(out + k0 + 16 * i, o[i]);
     }
     for (; k0 + 16 <= hd; k0 += 16) {
         __m512 o = _mm512_setzero_ps();
-        for (size_t j = 0; j < n; j++) o = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), ldkv16(bf, values + j * rs + k0 * es), o);
+        for (size_t j = 0; j < n; j++) o = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), ld512(t, values + j * rs + k0 * es, 0, 0), o);
         _mm512_storeu_ps(out + k0, o);
     }
     if (k0 < hd) {
         for (size_t i = k0; i < hd; i++) out[i] = 0;
-        for (size_t j = 0; j < n; j++) axpy256(out + k0, sc[j], kvrow(bf, values + j * rs + k0 * es, hd - k0, tmp), hd - k0);
+        for (size_t j = 0; j < n; j++) axpy256(out + k0, sc[j], kvrow(t, values + j * rs + k0 * es, hd - k0, tmp), hd - k0);
     }
 }
 
-// sc[j] = the attention weights of q over the n keys (f32 or, bf, bf16 elements; rows `stride`
-// elements apart): scaled dot products, softmax with the max subtracted, divided by the sum.
-INLINE256 void scores256_t(int bf, const float *q, const char *keys, size_t stride, size_t n, size_t hd, float scale,
-                           float *sc) {
-    const size_t es = bf ? 2 : 4, rs = stride * es;
-    float tmp[hd];
+// sc[j] = the attention weights of q over the n keys (rows `stride` elements apart): scaled dot
+// products, softmax with the max subtracted, divided by the sum. `tmp`: hd floats.
+INLINE256 void scores256_t(gk_dtype t, const float *q, const char *keys, size_t stride, size_t n, size_t hd, float scale,
+                           float *sc, float *tmp) {
+    const size_t es = esize(t), rs = stride * es;
     float maxs = -INFINITY;
     size_t j = 0;
     if (hd % 8 == 0) {
@@ -733,7 +711,7 @@ INLINE256 void scores256_t(int bf, const float *q, const char *keys, size_t stri
             for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
             for (size_t k = 0; k < hd; k += 8) {
                 __m256 qv = _mm256_loadu_ps(q + k);
-                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, ldkv8(bf, k0 + i * rs + k * es), a[i]);
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, ld256(t, k0 + i * rs + k * es), a[i]);
             }
             __m256 s4[4], s2[2];
             for (int i = 0; i < 4; i++)
@@ -748,7 +726,7 @@ INLINE256 void scores256_t(int bf, const float *q, const char *keys, size_t stri
         }
     }
     for (; j < n; j++) {
-        sc[j] = dot256(q, kvrow(bf, keys + j * rs, hd, tmp), hd) * scale;
+        sc[j] = dot256(q, kvrow(t, keys + j * rs, hd, tmp), hd) * scale;
         maxs = sc[j] >= maxs ? sc[j] : maxs;
     }
     float sum = 0;
@@ -764,9 +742,9 @@ INLINE256 void scores256_t(int bf, const float *q, const char *keys, size_t stri
 }
 
 // out = Σ_j sc[j]·v_j, each element accumulated over j in order with fused multiply-adds.
-INLINE256 void vmix256(int bf, float *out, const float *sc, const char *values, size_t rs, size_t n, size_t hd,
+INLINE256 void vmix256(gk_dtype t, float *out, const float *sc, const char *values, size_t rs, size_t n, size_t hd,
                        float *tmp) {
-    const size_t es = bf ? 2 : 4;
+    const size_t es = esize(t);
     size_t j;
     size_t k0 = 0;
     for (; k0 + 64 <= hd; k0 += 64) {
@@ -775,30 +753,30 @@ INLINE256 void vmix256(int bf, float *out, const float *sc, const char *values, 
         for (j = 0; j < n; j++) {
             __m256 a = _mm256_set1_ps(sc[j]);
             const char *v = values + j * rs + k0 * es;
-            for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, ldkv8(bf, v + 8 * i * es), o[i]);
+            for (int i = 0; i < 8; i++) o[i] = _mm256_fmadd_ps(a, ld256(t, v + 8 * i * es), o[i]);
         }
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + k0 + 8 * i, o[i]);
     }
     if (k0 < hd) {
         for (size_t i = k0; i < hd; i++) out[i] = 0;
-        for (j = 0; j < n; j++) axpy256(out + k0, sc[j], kvrow(bf, values + j * rs + k0 * es, hd - k0, tmp), hd - k0);
+        for (j = 0; j < n; j++) axpy256(out + k0, sc[j], kvrow(t, values + j * rs + k0 * es, hd - k0, tmp), hd - k0);
     }
 }
 
-// `keys`, `values`: f32 or (bf) bf16 elements, rows `stride` elements apart. Over a bf16 cache
-// every operation is the one over an f32 cache holding the widened values.
-#define ATTEND(NAME, T, BF, KT, MIX)                                                                \
+// `keys`, `values`: elements of type DT, rows `stride` elements apart. Over a bf16 cache every
+// operation is the one over an f32 cache holding the widened values.
+#define ATTEND(NAME, T, DT, KT, MIX)                                                                \
     T static void NAME(float *out, const float *q, const KT *keys, const KT *values, size_t stride,  \
                        size_t n, size_t hd, float scale, float *sc) {                                \
         float tmp[hd];                                                                               \
-        scores256_t(BF, q, (const char *)keys, stride, n, hd, scale, sc);                            \
-        MIX(BF, out, sc, (const char *)values, stride * (BF ? 2 : 4), n, hd, tmp);                   \
+        scores256_t(DT, q, (const char *)keys, stride, n, hd, scale, sc, tmp);                       \
+        MIX(DT, out, sc, (const char *)values, stride * esize(DT), n, hd, tmp);                      \
     }
-ATTEND(attend256, T256, 0, float, vmix256)
-ATTEND(attend256_bf16, T256, 1, uint16_t, vmix256)
+ATTEND(attend256, T256, GK_F32, float, vmix256)
+ATTEND(attend256_bf16, T256, GK_BF16, uint16_t, vmix256)
 // AVX-512: the same scores (8-lane code), the values' weighted sum 16 lanes wide.
-ATTEND(attend512, T512, 0, float, vmix512)
-ATTEND(attend512_bf16, T512, 1, uint16_t, vmix512)
+ATTEND(attend512, T512, GK_F32, float, vmix512)
+ATTEND(attend512_bf16, T512, GK_BF16, uint16_t, vmix512)
 
 static void attend_scalar(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores) {
@@ -835,8 +813,10 @@ void gk_attend_bf16(float *out, const float *q, const uint16_t *keys, const uint
     float *kw = malloc(2 * (n ? n : 1) * hd * sizeof(float));
     if (!kw) abort();
     float *vw = kw + n * hd;
-    gk_widen_rows_bf16(kw, hd, keys, stride, n, hd);
-    gk_widen_rows_bf16(vw, hd, values, stride, n, hd);
+    for (size_t j = 0; j < n; j++) {
+        gk_widen(GK_BF16, kw + j * hd, keys + j * stride, hd);
+        gk_widen(GK_BF16, vw + j * hd, values + j * stride, hd);
+    }
     attend_scalar(out, q, kw, vw, hd, n, hd, scale, scores);
     free(kw);
 }

@@ -38,10 +38,6 @@ void gk_matmul_at(int level, gk_dtype dtype, float *out, size_t ldo, const float
 /// dst[i] = (float)src[i] for i < n (embedding rows, norms).
 void gk_widen(gk_dtype dtype, float *dst, const void *src, size_t n);
 
-/// dst[r*ldd + i] = (float)src[r*lds + i] for r < rows, i < cols: bf16 rows (a bf16 KV cache's
-/// keys or values of one head) widened, exactly, into f32 rows.
-void gk_widen_rows_bf16(float *dst, size_t ldd, const uint16_t *src, size_t lds, size_t rows, size_t cols);
-
 /// dst[i] = src[i] rounded to bfloat16, to nearest with ties to even (PyTorch's rounding);
 /// overflow gives ±inf, NaN stays NaN.
 void gk_round_bf16(uint16_t *dst, const float *src, size_t n);
