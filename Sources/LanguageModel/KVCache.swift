@@ -3,7 +3,7 @@ import TensorCore
 /// How a KV cache stores keys and values. `f32` keeps the values the forward computed, so logits
 /// match transformers' f32 reference; `bf16` rounds each to bfloat16 (to nearest even): half the
 /// memory per token, so twice the sequences fit in `--kv-cache-mb` and attention reads half the
-/// bytes, at the cost of logits that differ from the f32 reference by a few 1e-3 (README).
+/// bytes, at the cost of logits that move by up to ~0.01 from the f32 reference (README).
 public enum KVCacheType: String, Sendable, CaseIterable {
     case f32
     case bf16

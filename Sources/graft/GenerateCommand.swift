@@ -39,7 +39,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Model folder (config.json, tokenizer.json, model.safetensors).")
     var model = "models/smollm2-135m-instruct"
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
-    @Option(help: "KV-cache element type: f32 (logits as the f32 reference) or bf16 (half the memory per token; logits differ by a few 1e-3).")
+    @Option(help: kvCacheDtypeHelp)
     var kvCacheDtype: KVCacheType = .f32
 
     func load() throws -> (Model, Tokenizer) {

@@ -18,7 +18,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Worker threads for the model (default: all cores).") var threads: Int?
     @Option(help: "Sequences decoded together in one engine step.") var maxBatch = 32
     @Option(help: "KV-cache memory for all running sequences, MiB.") var kvCacheMb = 1024
-    @Option(help: "KV-cache element type: f32 (logits as the f32 reference) or bf16 (half the memory per token; logits differ by a few 1e-3).")
+    @Option(help: kvCacheDtypeHelp)
     var kvCacheDtype: KVCacheType = .f32
     @Option(help: "Prompt tokens read per engine step.") var prefillChunk = 256
     @Option(help: "Sequences waiting for admission before requests get 429.") var maxQueue = 256

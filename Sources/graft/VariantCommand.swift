@@ -73,7 +73,6 @@ struct VariantBenchCommand: ParsableCommand {
 
     func run() throws {
         guard let m = LanguageModel.VariantMode(rawValue: mode) else { throw ValidationError("--mode must be unmerged or merged") }
-        let valueType = deltaDtype
         let t0 = Date()
         let builder = try deltaBuilder(model: model)
         let t1 = Date()
@@ -81,7 +80,7 @@ struct VariantBenchCommand: ParsableCommand {
         do {
             let delta = try host.run(plugin, params: params, weights: builder.weights)
             let t2 = Date()
-            let (variant, _) = try builder.build(name: "bench", deltas: [("plugin:" + plugin, delta)], mode: m, valueType: valueType)
+            let (variant, _) = try builder.build(name: "bench", deltas: [("plugin:" + plugin, delta)], mode: m, valueType: deltaDtype)
             let t3 = Date()
             let modelBytes = builder.weights.storage.files.reduce(0) { $0 + $1.fileSize }
             print(String(format: #"{"model_load_s": %.3f, "plugin_s": %.3f, "validate_build_s": %.3f, "post_to_publish_s": %.3f, "tensors": %d, "delta_bytes": %d, "resident_bytes": %d, "delta_dtype": "\#(variant.valueType.rawValue.lowercased())", "model_bytes": %d}"#,
@@ -102,7 +101,7 @@ struct VariantBenchCommand: ParsableCommand {
                 let text = String(decoding: try JSONSerialization.data(withJSONObject: p), as: UTF8.self)
                 let d = try host.run(plugin, params: text, weights: builder.weights)
                 deltaBytes.append(d.byteCount)
-                variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", d)], mode: m, valueType: valueType).0)
+                variants.append(try builder.build(name: "v\(seed)", deltas: [("bench", d)], mode: m, valueType: deltaDtype).0)
             }
             trimHeap()
             let rssPerVariant = (anonymousResidentBytes() - rss0) / 3
@@ -149,3 +148,6 @@ struct VariantBenchCommand: ParsableCommand {
 /// allowed values by ArgumentParser, as the admin API's `delta_dtype` takes them.
 extension DeltaValueType: ExpressibleByArgument {}
 extension KVCacheType: ExpressibleByArgument {}
+
+/// `--kv-cache-dtype` of serve, generate and chat.
+let kvCacheDtypeHelp = ArgumentHelp("KV-cache element type: f32 (logits as the f32 reference) or bf16 (half the memory per token; logits move by up to ~0.01 on the reference fixtures).")
