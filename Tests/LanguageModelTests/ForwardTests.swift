@@ -103,14 +103,19 @@ let bf16KVTolerance: Float = 3e-2
             chunked += try model.forward([ForwardInput(cache: chunkCache, tokens: Array(target[range]), logits: .all)])[0]
         }
         #expect(chunked == alone, "chunked prefill changed logits")
-        // One token at a time, in a batch with two other sequences of other lengths.
+        // One token at a time, in a batch with two other sequences of other lengths; every third
+        // step also with seven more, so that the step has enough rows for the per-row phases to
+        // be split over the pool (Model.parallelRowThreshold; the pool has 2 threads).
+        #expect(target.count >= Model.parallelRowThreshold, "the whole prompt alone is split too")
         let mine = model.makeCache()
         let others = [model.makeCache(), model.makeCache()]
+        let crowd = (0..<7).map { _ in model.makeCache() }
         var batched: [[Float]] = []
         for (t, tok) in target.enumerated() {
             var inputs = [ForwardInput(cache: others[0], tokens: [refs[0].tokens[t % refs[0].tokens.count]]),
                           ForwardInput(cache: mine, tokens: [tok])]
             if t % 2 == 0 { inputs.append(ForwardInput(cache: others[1], tokens: Array(refs[2].tokens.prefix(1 + t % 3)))) }
+            if t % 3 == 1 { inputs += crowd.enumerated().map { ForwardInput(cache: $1, tokens: [refs[$0 % refs.count].tokens[t % 4]]) } }
             batched.append(try model.forward(inputs)[1][0])
         }
         #expect(batched == alone, "decoding in a batch changed logits")
