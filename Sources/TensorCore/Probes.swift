@@ -5,12 +5,13 @@ import Foundation
 /// Machine probes that benchmarks print beside their figures: memory read bandwidth (the bound
 /// of decode) and the GEMM rate OpenBLAS reaches (the reference for prefill and training).
 public enum Probes {
-    /// Median of `repeats` timings of `body`, in seconds.
-    public static func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
+    /// Median of `repeats` timings of `body`, in seconds; an error from `body` ends the timing
+    /// and is rethrown (a benchmark must not time work that failed).
+    public static func medianSeconds(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
         var times: [Double] = []
         for _ in 0..<max(1, repeats) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            body()
+            try body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         return median(times)

@@ -90,8 +90,8 @@ struct BenchCommand: ParsableCommand {
                 let sgemm = Probes.sgemmRate(m: 512, n: m.config.intermediateSize, k: m.config.hiddenSize, threads: t, repeats: repeats)
                 for n in prefillLengths {
                     let tokens = (0..<n).map { ($0 * 7919 + 13) % m.config.vocabSize }
-                    let s = Probes.medianSeconds(repeats: repeats) {
-                        _ = try? m.forward([ForwardInput(cache: m.makeCache(maxTokens: n), tokens: tokens)])
+                    let s = try Probes.medianSeconds(repeats: repeats) {
+                        _ = try m.forward([ForwardInput(cache: m.makeCache(maxTokens: n), tokens: tokens)])
                     }
                     let flops = prefillFLOPs(m.config, tokens: n)
                     let rate = flops / s
@@ -104,6 +104,10 @@ struct BenchCommand: ParsableCommand {
                     var single = 0.0
                     for b in batchSizes {
                         let caches = (0..<b).map { _ in m.makeCache(maxTokens: context + 32 + steps * (repeats + 2), type: kvType) }
+                        /// Decode step `step`: one token per sequence (arbitrary, distinct, in the vocabulary).
+                        func decodeStep(_ step: Int) throws {
+                            _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                        }
                         // Each sequence's prompt on its own (a long context in one step would be one
                         // very large prefill).
                         for (i, c) in caches.enumerated() {
@@ -114,10 +118,8 @@ struct BenchCommand: ParsableCommand {
                         let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
                         let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
                         let cpu0 = processCPUSeconds()
-                        let s = Probes.medianSeconds(repeats: repeats) {
-                            for step in 0..<steps {
-                                _ = try? m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
-                            }
+                        let s = try Probes.medianSeconds(repeats: repeats) {
+                            for step in 0..<steps { try decodeStep(step) }
                         }
                         // CPU time of the whole process per step (all repeats): on a loaded machine the
                         // wall-clock figure includes waiting for a core; this does not.
@@ -139,9 +141,7 @@ struct BenchCommand: ParsableCommand {
                         if profile {
                             let p = ForwardProfile()
                             m.profile = p
-                            for step in 0..<steps {
-                                _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
-                            }
+                            for step in 0..<steps { try decodeStep(step) }
                             m.profile = nil
                             printProfile(p, config: m.config, batch: b)
                         }
