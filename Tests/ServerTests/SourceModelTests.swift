@@ -27,7 +27,6 @@ import Transfer
         let s = try TestServer {
             $0.adminToken = VariantAPITests.token
             $0.deltaDirectory = helper.deltaDir
-            $0.graftExecutable = graft
             $0.sources = [("second", Self.second)]
         }
         defer { #expect(s.stop()) }

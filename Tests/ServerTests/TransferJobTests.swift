@@ -13,7 +13,7 @@ import Transfer
             return
         }
         let helper = VariantAPITests()
-        let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir; $0.graftExecutable = graft }
+        let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir }
         defer { #expect(s.stop()) }
         func wait(_ id: String) throws -> [String: Any] { try helper.waitForJob(s, id, timeout: 60) }
         let started = try helper.admin(s, "POST", "/v1/transfers", ["name": "rs", "plugin": "random-sparse", "params": ["seed": 5, "density": 0.2]])
@@ -41,9 +41,8 @@ import Transfer
 
     /// A job's plugin that crashes fails the job only; a DELETE of the job's variant cancels the job.
     @Test func crashedOrDeletedJobsPublishNothing() throws {
-        let graft = PluginHost.executableDirectory + "/graft"
         let helper = VariantAPITests()
-        let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir; $0.graftExecutable = graft }
+        let s = try TestServer { $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir }
         defer { #expect(s.stop()) }
         func wait(_ id: String) throws -> [String: Any] { try helper.waitForJob(s, id, poll: 0.02) }
         let crash = try helper.admin(s, "POST", "/v1/transfers", ["name": "c", "plugin": "test-crash", "params": ["abort": true]])
