@@ -1,0 +1,150 @@
+// Times one decode step's matmuls (every layer's q, k, v, o, gate, up, down and the lm head) at
+// a batch of n tokens over bf16 weights, for kernel builds loaded side by side with dlopen, so
+// that variants alternate within one process on a noisy machine. Prints, per build, the median
+// step time, its GFLOP/s and its ratio to an FMA-only loop timed in the same run (the core's
+// f32 FMA peak), and the largest difference of its outputs from the first build's.
+// Built and run by tools/bench_matmul/run; not a test.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef void (*matmul_at_fn)(int, int, float *, size_t, const float *, size_t, const void *, size_t, size_t,
+                             size_t, size_t);
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, by_value);
+    return v[n / 2];
+}
+
+// 16 independent FMA chains: the core's f32 FMA rate, in GFLOP/s (zmm, or ymm without AVX-512).
+__attribute__((target("avx2,fma"), noinline)) static double fma_peak256(void) {
+    __m256 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm256_set1_ps((float)i);
+    __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
+    const long iters = 20000000;
+    double t0 = now();
+    for (long r = 0; r < iters; r++) {
+        __asm__ volatile("" : "+x"(a));
+        for (int i = 0; i < 16; i++) acc[i] = _mm256_fmadd_ps(a, acc[i], b);
+    }
+    double t = now() - t0;
+    float sink[8];
+    for (int i = 1; i < 16; i++) acc[0] = _mm256_add_ps(acc[0], acc[i]);
+    _mm256_storeu_ps(sink, acc[0]);
+    volatile float keep = sink[0];
+    (void)keep;
+    return 2.0 * 8 * 16 * iters / t / 1e9;
+}
+
+__attribute__((target("avx512f"), noinline)) static double fma_peak(void) {
+    if (!__builtin_cpu_supports("avx512f")) return fma_peak256();
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
+    __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
+    const long iters = 20000000;
+    double t0 = now();
+    for (long r = 0; r < iters; r++) {
+        __asm__ volatile("" : "+v"(a));
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(a, acc[i], b);
+    }
+    double t = now() - t0;
+    __m512 s = acc[0];
+    for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, acc[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return 2.0 * 16 * 16 * iters / t / 1e9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 9) {
+        fprintf(stderr, "usage: step LAYERS HIDDEN Q KV INTER VOCAB TOKENS REPEATS [--l3] BUILD.so...\n");
+        return 2;
+    }
+    const size_t layers = strtoul(argv[1], 0, 10), d = strtoul(argv[2], 0, 10), qd = strtoul(argv[3], 0, 10),
+                 kvd = strtoul(argv[4], 0, 10), f = strtoul(argv[5], 0, 10), vocab = strtoul(argv[6], 0, 10),
+                 n = strtoul(argv[7], 0, 10);
+    const int repeats = atoi(argv[8]);
+    int arg = 9, l3 = 0;
+    if (arg < argc && strcmp(argv[arg], "--l3") == 0) { l3 = 1; arg++; }
+    const int builds = argc - arg;
+    if (builds < 1 || builds > 16 || repeats < 1) { fprintf(stderr, "1 to 16 builds, repeats >= 1\n"); return 2; }
+    matmul_at_fn fn[16];
+    for (int i = 0; i < builds; i++) {
+        void *h = dlopen(argv[arg + i], RTLD_NOW | RTLD_LOCAL);
+        if (!h || !(fn[i] = (matmul_at_fn)dlsym(h, "gk_matmul_at"))) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+    }
+    // --l3: one layer (no lm head), repeated, so that the weights stay in the last-level cache.
+    const size_t nl = l3 ? 1 : layers, inner = l3 ? 100 : 1;
+    size_t shapes[7][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd}, {f, d}, {f, d}, {d, f}};
+    size_t count = nl * 7 + (l3 ? 0 : 1), elems = 0;
+    size_t (*m)[2] = malloc(count * sizeof *m);
+    for (size_t l = 0, i = 0; l < nl; l++)
+        for (int s = 0; s < 7; s++, i++) { m[i][0] = shapes[s][0]; m[i][1] = shapes[s][1]; }
+    if (!l3) { m[count - 1][0] = vocab; m[count - 1][1] = d; }
+    double flops = 0;
+    size_t maxk = 0, maxr = 0;
+    for (size_t i = 0; i < count; i++) {
+        elems += m[i][0] * m[i][1];
+        flops += 2.0 * m[i][0] * m[i][1] * n;
+        if (m[i][1] > maxk) maxk = m[i][1];
+        if (m[i][0] > maxr) maxr = m[i][0];
+    }
+    uint16_t *w = aligned_alloc(64, (elems * 2 + 63) / 64 * 64);
+    uint32_t seed = 1;
+    for (size_t i = 0; i < elems; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        float v = ((int)(seed >> 9) % 2001 - 1000) * 1e-4f;
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        w[i] = (uint16_t)(bits >> 16);
+    }
+    float *x = aligned_alloc(64, n * maxk * 4);
+    for (size_t i = 0; i < n * maxk; i++) x[i] = ((int)(i * 7919 % 2001) - 1000) * 1e-3f;
+    float *out[16];
+    for (int b = 0; b < builds; b++) out[b] = aligned_alloc(64, n * maxr * 4);
+    double *t = malloc(sizeof(double) * repeats * builds);
+    double peaks[3];
+    for (int r = 0; r < repeats; r++) {
+        if (r < 3) peaks[r] = fma_peak();
+        for (int b = 0; b < builds; b++) {
+            double t0 = now();
+            for (size_t it = 0; it < inner; it++)
+                for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++)
+                    fn[b](2, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
+            t[b * repeats + r] = (now() - t0) / inner;
+        }
+    }
+    double peak = median(peaks, repeats < 3 ? repeats : 3);
+    printf("%zu tokens, %s: %.2f GFLOP over %.1f MB of bf16 weights; FMA-only loop %.1f GFLOP/s\n", n,
+           l3 ? "one layer repeated (weights in the last-level cache)" : "a whole step (weights streamed)",
+           flops / 1e9, elems * 2 / 1e6, peak);
+    for (int b = 0; b < builds; b++) {
+        double s = median(t + b * repeats, repeats);
+        double diff = 0;
+        for (size_t i = 0; i < n * m[count - 1][0]; i++) {
+            double e = out[b][i] - out[0][i];
+            if (e < 0) e = -e;
+            if (e > diff) diff = e;
+        }
+        const char *name = strrchr(argv[arg + b], '/');
+        printf("%-12s median %8.3f ms  %6.1f GFLOP/s  %5.1f%% of the FMA loop  max |diff| %g\n", name ? name + 1 : argv[arg + b],
+               s * 1e3, flops / s / 1e9, 100 * flops / s / 1e9 / peak, diff);
+    }
+    return 0;
+}
