@@ -342,20 +342,17 @@ public final class Model: @unchecked Sendable {
     private func normalize(_ h: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, segments: [Segment],
                            base: VectorView, _ override: (Variant) -> [Float]?) {
         let d = config.hiddenSize, eps = config.rmsNormEps
-        if !segments.contains(where: { $0.variant.flatMap(override) != nil }) {
-            // Every row takes the base's weight.
-            forRows(segments.last?.rows.upperBound ?? 0) { range in
-                for r in range { rmsNorm(h + r * d, x + r * d, weight: base.base, dtype: base.dtype, count: d, eps: eps) }
-            }
-            return
-        }
-        for segment in segments {
-            if let weight = segment.variant.flatMap(override) {
-                weight.withUnsafeBytes { w in
-                    for r in segment.rows { rmsNorm(h + r * d, x + r * d, weight: w.baseAddress!, dtype: .f32, count: d, eps: eps) }
+        let overrides = segments.map { $0.variant.flatMap(override) }   // nil: the base's weight
+        forRows(segments.last?.rows.upperBound ?? 0) { range in
+            for (segment, weight) in zip(segments, overrides) {
+                let rows = segment.rows.clamped(to: range)
+                if let weight {
+                    weight.withUnsafeBytes { w in
+                        for r in rows { rmsNorm(h + r * d, x + r * d, weight: w.baseAddress!, dtype: .f32, count: d, eps: eps) }
+                    }
+                } else {
+                    for r in rows { rmsNorm(h + r * d, x + r * d, weight: base.base, dtype: base.dtype, count: d, eps: eps) }
                 }
-            } else {
-                for r in segment.rows { rmsNorm(h + r * d, x + r * d, weight: base.base, dtype: base.dtype, count: d, eps: eps) }
             }
         }
     }
