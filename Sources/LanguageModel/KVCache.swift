@@ -102,6 +102,7 @@ public final class KVCache: @unchecked Sendable {
     public func truncate(to length: Int) { count = max(0, min(count, length)) }
 }
 
+/// Bytes on a 64-byte (cache-line) boundary (see alignedFloats).
 @inline(__always)
 func alignedBytes(_ count: Int) -> UnsafeMutableRawPointer {
     UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
@@ -112,6 +113,5 @@ func alignedBytes(_ count: Int) -> UnsafeMutableRawPointer {
 /// matmuls ~25% slower). Release with `deallocate()` as usual.
 @inline(__always)
 func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
-    UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-        .bindMemory(to: Float.self, capacity: max(count, 1))
+    alignedBytes(max(count, 1) * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 1))
 }
