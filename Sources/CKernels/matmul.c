@@ -185,53 +185,45 @@ INLINE512 __m512 reduce16(const __m512 v[16]) {
     return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
 }
 
-// Widens rows [a0, a1) of a 4-row block into its panel (rows past the matrix's end, `rows` and
-// up, are zeros). Each tile run of a block widens its share of the next block's rows before
-// its k loop (double buffering), so the FMAs do not wait for a whole block's widening.
-//
-// Prefetch: each tile run also asks for its share of the cache lines PF_ROWS rows past the
-// next block, one line per k step, into L2. Spreading the requests over the compute keeps the
-// weight stream from DRAM going during the FMAs (a decode step's matmuls at batch 16 took
-// ~46 ms with the rows' lines requested in one burst at widening, ~41 ms spread; no prefetch
-// at all ~56 ms; 1 thread, CPU time, loaded machine). 48-96 rows ahead measured alike.
-// A run prefetches at most two lines per k step (enough for one tile of 4 tokens per block).
-#define PF_ROWS 96
-INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float *panel, size_t pcols,
-                          size_t cols, int a0, int a1) {
-    const size_t es = esize(t);
+// Widens rows [a0, a1) of a 4-row block's columns [0, kw) (`w` points at the block's first
+// column) into its panel (row stride ps; columns up to the next multiple of 16 zero, rows past
+// the matrix's end, `rows` and up, zeros). Each tile run of a block widens its share of the next
+// block's rows before its k loop (double buffering), so the FMAs do not wait for a widening.
+INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float *panel, size_t ps,
+                          size_t kw, int a0, int a1) {
+    const size_t es = esize(t), kp = (kw + 15) & ~(size_t)15;
     for (int a = a0; a < a1; a++) {
-        float *d = panel + a * pcols;
+        float *d = panel + a * ps;
         size_t k = 0;
         if (a >= rows) {
-            for (; k < pcols; k += 16) _mm512_store_ps(d + k, _mm512_setzero_ps());
+            for (; k < kp; k += 16) _mm512_store_ps(d + k, _mm512_setzero_ps());
             continue;
         }
         const char *src = w + a * rb;
-        for (; k + 16 <= cols; k += 16) _mm512_store_ps(d + k, ld512(t, src + k * es, 0, 0));
-        if (k < cols) _mm512_store_ps(d + k, ld512(t, src + k * es, (__mmask16)((1u << (cols - k)) - 1), 1));
+        for (; k + 16 <= kw; k += 16) _mm512_store_ps(d + k, ld512(t, src + k * es, 0, 0));
+        if (k < kw) _mm512_store_ps(d + k, ld512(t, src + k * es, (__mmask16)((1u << (kw - k)) - 1), 1));
     }
 }
 
-// 4 panel rows × J ≤ 4 tokens over columns [k0, k1): 16 accumulators, zero at k0 == 0, else
-// loaded from `save`; at k1 == cols one reduce16 and 4 rows stored per token, else saved;
-// prefetches the pfn lines from pf, spread over the k steps. The
-// columns are split (K blocks) only so that a block's activations stay in L1: each lane still
-// sees the same chunks in the same order.
+// 4 panel rows × J ≤ 4 tokens over one K block of kw columns (`x` and `panel` at its first
+// column): 16 accumulators, zero in the first block, else loaded from `save`; after the last
+// block one reduce16 and 4 rows stored per token, else saved. Prefetches the pfn lines from pf
+// into L2, spread over the k steps.
 INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ldx,
-                        const float *panel, size_t pcols, size_t cols, int rows,
-                        size_t k0, size_t k1, __m512 *save, const char *pf, size_t pfn) {
+                        const float *panel, size_t ps, size_t kw, int rows, int first, int last,
+                        __m512 *save, const char *pf, size_t pfn) {
     __m512 acc[16];
-    if (k0 == 0) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    if (first) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
     else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
-    size_t k = k0;
-    const size_t steps = (k1 - k0) / 16;
-    for (size_t i = 0; k + 16 <= k1; k += 16, i++) {
+    size_t k = 0;
+    const size_t steps = kw / 16, per = steps ? (pfn + steps - 1) / steps : 0;
+    size_t p = 0;
+    for (; k + 16 <= kw; k += 16) {
 #ifndef GK_NO_PREFETCH
-        if (i < pfn) _mm_prefetch(pf + 64 * i, _MM_HINT_T2);
-        if (i + steps < pfn) _mm_prefetch(pf + 64 * (i + steps), _MM_HINT_T2);   // few tiles per block
+        for (size_t e = p + per < pfn ? p + per : pfn; p < e; p++) _mm_prefetch(pf + 64 * p, _MM_HINT_T2);
 #endif
-        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
-        __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
+        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + ps + k);
+        __m512 w2 = _mm512_load_ps(panel + 2 * ps + k), w3 = _mm512_load_ps(panel + 3 * ps + k);
         for (int b = 0; b < J; b++) {
             __m512 xv = _mm512_loadu_ps(x + b * ldx + k);
             acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
@@ -240,10 +232,13 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
             acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
-    if (k < k1) { // the masked tail (k1 == cols)
-        __mmask16 m = (__mmask16)((1u << (k1 - k)) - 1);
-        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + pcols + k);
-        __m512 w2 = _mm512_load_ps(panel + 2 * pcols + k), w3 = _mm512_load_ps(panel + 3 * pcols + k);
+#ifndef GK_NO_PREFETCH
+    for (; p < pfn; p++) _mm_prefetch(pf + 64 * p, _MM_HINT_T2);
+#endif
+    if (k < kw) { // the masked tail (last block only)
+        __mmask16 m = (__mmask16)((1u << (kw - k)) - 1);
+        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + ps + k);
+        __m512 w2 = _mm512_load_ps(panel + 2 * ps + k), w3 = _mm512_load_ps(panel + 3 * ps + k);
         for (int b = 0; b < J; b++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + k);
             acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
@@ -252,7 +247,7 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
             acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
-    if (k1 < cols) {
+    if (!last) {
         for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(save + i), acc[i]);
         return;
     }
@@ -264,58 +259,108 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
     for (int b = 0; b < J; b++) _mm_mask_storeu_ps(out + b * ldo, rm, _mm_load_ps(sums + 4 * b));
 }
 
+// A panel row stride (floats) that is not a multiple of 4 KiB, so that a panel's 4 rows do not
+// fall in the same L1 sets.
+static inline size_t panel_stride(size_t kw) {
+    size_t s = ((kw + 15) & ~(size_t)15) + 16;
+    return s % 1024 == 0 ? s + 16 : s;
+}
+
+#ifndef GK_XBLOCK_BYTES
+#define GK_XBLOCK_BYTES 24576
+#endif
+#ifndef GK_STRIP_BYTES
+#define GK_STRIP_BYTES (64 * 1024)
+#endif
 #ifndef GK_KBLOCK
 #define GK_KBLOCK 768
 #endif
 
+// The order of the work, for a weight matrix streamed from memory once per step:
+// - strips of S rows (about GK_STRIP_BYTES of weights, so that a strip and the next, which is
+//   prefetched into L2 while this one runs, fit in L2 together);
+// - in a strip, token blocks of tb tokens (their activations within about 1 MiB of L2);
+// - in a token block, K blocks of kbw columns: the token block's activations for one K block
+//   (about GK_XBLOCK_BYTES) stay in L1 while every 4-row block of the strip uses them;
+// - in a K block, 4-row blocks, each widened into an f32 panel and used by every 4-token tile.
+// A tile's accumulators are kept in `saved` from one K block to the next. Each lane still sees
+// its 16-column chunks in the same order, so the K blocks do not change any result.
+// Prefetch: the next strip's cache lines are requested into L2, spread over this strip's tile
+// runs so that the stream from DRAM goes on during the FMAs (without it a batch-16 step's
+// matmuls took 14% longer on 7B shapes, 36% on SmolLM2's; tools/bench_matmul/run).
+// Against the order before 2026-11-24 (4-row blocks streamed down the whole matrix, every K
+// block of the activations read from L2 for each block): a batch-16 step's matmuls on
+// Llama-2-7B shapes 80 → 100 GFLOP/s, batch 4 +18%, batch 64 +14%; SmolLM2 +0-8%.
 INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
-                          const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
-    const size_t rb = cols * esize(t);
-    const size_t pcols = (cols + 15) & ~(size_t)15;
-    // Token block: keep its activations (TB × cols f32) within about 1 MiB of L2.
+                        const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
+    const size_t es = esize(t), rb = cols * es;
     size_t tb = (1u << 20) / (cols * sizeof(float));
     tb = tb < 4 ? 4 : tb > 96 ? 96 : tb - tb % 4;
+    const size_t maxtiles = (tb + 3) / 4, tbn = n < tb ? n : tb;
     // K block: a multiple of 16 columns; the rows' columns split into nkb nearly equal blocks.
-    const size_t nkb = (cols + GK_KBLOCK - 1) / GK_KBLOCK;
-    const size_t kbw = ((cols + nkb - 1) / nkb + 15) & ~(size_t)15;
-    const size_t maxtiles = (tb + 3) / 4;
-    float *panels = aligned_alloc(64, 2 * 4 * pcols * sizeof(float) + maxtiles * 16 * sizeof(__m512));
+    // Up to 16 tokens, a K block's activations stay in L1 (the weight stream from memory keeps
+    // L2 busy); with more, each weight is used often enough that reading them from L2 is fine,
+    // and longer K blocks and strips save the accumulators' trips.
+    const int few = tbn <= 16;
+    size_t kbw = few ? GK_XBLOCK_BYTES / (tbn * sizeof(float)) : GK_KBLOCK;
+    const size_t nkb = (cols + kbw - 1) / kbw;
+    kbw = ((cols + nkb - 1) / nkb + 15) & ~(size_t)15;
+    // Strip: a multiple of 4 rows; its tiles' saved accumulators within 256 KiB.
+    size_t S = (few ? GK_STRIP_BYTES : 4 * GK_STRIP_BYTES) / rb;
+    if (nkb > 1 && S > 1024 / maxtiles) S = 1024 / maxtiles;
+    S = S < 4 ? 4 : S > 256 ? 256 : S - S % 4;
+    const size_t ps = panel_stride(kbw), nsaved = nkb > 1 ? S / 4 * maxtiles * 16 : 0;
+    float *panels = aligned_alloc(64, 2 * 4 * ps * sizeof(float) + nsaved * sizeof(__m512));
     if (!panels) return;
-    float *cur = panels, *next = panels + 4 * pcols;
-    __m512 *saved = (__m512 *)(panels + 8 * pcols);
-    widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, pcols, cols, 0, 4);
-    for (size_t j0 = 0; j0 < n; j0 += tb) {
-        size_t jn = n - j0 < tb ? n - j0 : tb;
-        int tiles = (int)((jn + 3) / 4);
-        for (size_t r = r0; r < r1; r += 4) {
-            int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
-            // The block after this one: the next 4 rows, or the first block of the next token
-            // block, or none. Its rows are widened spread over this block's tile runs.
-            size_t rn = r + 4 < r1 ? r + 4 : j0 + tb < n ? r0 : r1;
-            int nrows = rn < r1 ? (r1 - rn < 4 ? (int)(r1 - rn) : 4) : 0;
-            int runs = tiles * (int)nkb, run = 0;
-            for (size_t k0 = 0; k0 < cols; k0 += kbw) {
-                size_t k1 = k0 + kbw < cols ? k0 + kbw : cols;
-                for (int ti = 0; ti < tiles; ti++, run++) {
-                    if (rn < r1) widen_rows(t, w + rn * rb, rb, nrows, next, pcols, cols, 4 * run / runs, 4 * (run + 1) / runs);
-                    size_t j = j0 + 4 * (size_t)ti;
-                    int J = j0 + jn - j < 4 ? (int)(j0 + jn - j) : 4;
-                    float *o = out + j * ldo + r;
-                    const float *xj = x + j * ldx;
-                    __m512 *sv = saved + 16 * ti;
-                    // This run's share of the lines of the 4 rows PF_ROWS past the next block.
-                    size_t lines = (4 * rb + 63) / 64, l0 = lines * run / runs, l1 = lines * (run + 1) / runs;
-                    const char *pf = w + (rn + PF_ROWS) * rb + 64 * l0;
-                    size_t pfn = rn + PF_ROWS < r1 ? l1 - l0 : 0;
-                    switch (J) {
-                    case 4: ptile512(4, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
-                    case 3: ptile512(3, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
-                    case 2: ptile512(2, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
-                    default: ptile512(1, o, ldo, xj, ldx, cur, pcols, cols, rows, k0, k1, sv, pf, pfn); break;
+    float *cur = panels, *next = panels + 4 * ps;
+    __m512 *saved = (__m512 *)(panels + 8 * ps);
+    widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, ps, kbw < cols ? kbw : cols, 0, 4);
+    for (size_t s0 = r0; s0 < r1; s0 += S) {
+        const size_t s1 = s0 + S < r1 ? s0 + S : r1, s2 = s1 + S < r1 ? s1 + S : r1;
+        const size_t blocks = (s1 - s0 + 3) / 4;
+        // The next strip's lines, requested over this strip's first token block.
+        const char *pf = w + s1 * rb;
+        const size_t lines = ((s2 - s1) * rb + 63) / 64;
+        for (size_t j0 = 0; j0 < n; j0 += tb) {
+            const size_t jn = n - j0 < tb ? n - j0 : tb;
+            const int tiles = (int)((jn + 3) / 4);
+            const size_t runs = nkb * blocks * (size_t)tiles;
+            for (size_t kb = 0; kb < nkb; kb++) {
+                const size_t k0 = kb * kbw, kw = cols - k0 < kbw ? cols - k0 : kbw;
+                for (size_t bi = 0; bi < blocks; bi++) {
+                    const size_t r = s0 + 4 * bi;
+                    const int rows = s1 - r < 4 ? (int)(s1 - r) : 4;
+                    // The block after this one: the next rows of the strip, or the strip's first
+                    // rows in the next K block, next token block or next strip; or none.
+                    size_t rn = r1, kn = 0;
+                    if (r + 4 < s1) rn = r + 4, kn = k0;
+                    else if (kb + 1 < nkb) rn = s0, kn = k0 + kbw;
+                    else if (j0 + tb < n) rn = s0;
+                    else if (s1 < r1) rn = s1;
+                    const size_t sn = rn < s1 ? s1 : s2; // the end of the next block's strip
+                    const int nrows = rn < r1 ? (sn - rn < 4 ? (int)(sn - rn) : 4) : 0;
+                    const size_t knw = cols - kn < kbw ? cols - kn : kbw;
+                    for (int ti = 0; ti < tiles; ti++) {
+                        const size_t run = (kb * blocks + bi) * (size_t)tiles + (size_t)ti;
+                        if (rn < r1)
+                            widen_rows(t, w + rn * rb + kn * es, rb, nrows, next, ps, knw, 4 * ti / tiles, 4 * (ti + 1) / tiles);
+                        const size_t j = j0 + 4 * (size_t)ti;
+                        const int J = j0 + jn - j < 4 ? (int)(j0 + jn - j) : 4;
+                        float *o = out + j * ldo + r;
+                        const float *xj = x + j * ldx + k0;
+                        __m512 *sv = saved + ((r - s0) / 4 * maxtiles + (size_t)ti) * 16;
+                        const size_t l0 = j0 == 0 ? lines * run / runs : 0, l1 = j0 == 0 ? lines * (run + 1) / runs : 0;
+                        const int first = kb == 0, last = kb + 1 == nkb;
+                        switch (J) {
+                        case 4: ptile512(4, o, ldo, xj, ldx, cur, ps, kw, rows, first, last, sv, pf + 64 * l0, l1 - l0); break;
+                        case 3: ptile512(3, o, ldo, xj, ldx, cur, ps, kw, rows, first, last, sv, pf + 64 * l0, l1 - l0); break;
+                        case 2: ptile512(2, o, ldo, xj, ldx, cur, ps, kw, rows, first, last, sv, pf + 64 * l0, l1 - l0); break;
+                        default: ptile512(1, o, ldo, xj, ldx, cur, ps, kw, rows, first, last, sv, pf + 64 * l0, l1 - l0); break;
+                        }
                     }
+                    float *sw = cur; cur = next; next = sw;
                 }
             }
-            float *sw = cur; cur = next; next = sw;
         }
     }
     free(panels);

@@ -36,7 +36,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     func matmulMatchesReference(dtype: DType) throws {
         defer { forceKernels(nil) }
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
-            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (16, 64, 7), (9, 100, 13), (6, 7, 100)] {
+            // The last two: K blocks, strips (one of 2 rows) and their prefetches in the panel path.
+            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40)] {
                 let (bytes, exact) = makeWeights(dtype, rows: rows, cols: cols, seed: UInt64(rows * 1000 + cols))
                 let x = (0..<(n * cols)).map { Float(($0 * 37) % 23) / 11 - 1 }
                 var out = [Float](repeating: .nan, count: n * rows)
@@ -61,11 +62,13 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     @Test(arguments: [DType.bf16, .f32])
     func matmulIsBatchInvariant(dtype: DType) {
         defer { forceKernels(nil) }
-        // 1000 columns: the panel path splits rows longer than 768 into K blocks.
+        // The panel path splits a row's columns into K blocks (1000 columns: two blocks for 23
+        // tokens or for 10), a matrix's rows into strips and its tokens into blocks (70 × 4100:
+        // strips of 4 to 28 rows, two token blocks for 100 tokens, and K blocks of different
+        // widths for 100, 98, 10 and 3 tokens).
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
-            for (rows, cols) in [(37, 75), (21, 1000)] {
+            for (rows, cols, n) in [(37, 75, 23), (21, 1000, 23), (70, 4100, 100)] {
                 let (bytes, _) = makeWeights(dtype, rows: rows, cols: cols, seed: 9)
-                let n = 23
                 let x = (0..<(n * cols)).map { Float(($0 * 53) % 31) / 7 - 2 }
                 func run(_ tokens: Range<Int>, threads: Int) -> [Float] {
                     var out = [Float](repeating: 0, count: tokens.count * rows)
@@ -84,6 +87,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                 }
                 #expect(run(3..<6, threads: 1) == Array(all[(3 * rows)..<(6 * rows)]), "\(isa): batch of 3 differs")
                 #expect(run(10..<20, threads: 2) == Array(all[(10 * rows)..<(20 * rows)]), "\(isa): batch of 10 differs")
+                #expect(run(2..<n, threads: 2) == Array(all[(2 * rows)..<(n * rows)]), "\(isa): batch of \(n - 2) differs")
             }
         }
     }
