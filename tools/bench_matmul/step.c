@@ -105,14 +105,19 @@ int main(int argc, char **argv) {
     float *out[16];
     for (int b = 0; b < builds; b++) out[b] = aligned_alloc(64, n * maxr * 4);
     double *t = malloc(sizeof(double) * repeats * builds);
+    // Per matrix role (q, k, v, o, gate, up, down, lm head): seconds per step, per build and repeat.
+    double *role = calloc((size_t)repeats * builds * 8, sizeof(double));
     double peaks[3];
     for (int r = 0; r < repeats; r++) {
         if (r < 3) peaks[r] = fma_peak();
         for (int b = 0; b < builds; b++) {
             double t0 = now();
             for (size_t it = 0; it < inner; it++)
-                for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++)
+                for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++) {
+                    double t1 = now();
                     fn[b](2, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
+                    role[((size_t)b * repeats + r) * 8 + (i == count - 1 && !l3 ? 7 : i % 7)] += (now() - t1) / inner;
+                }
             t[b * repeats + r] = (now() - t0) / inner;
         }
     }
@@ -131,6 +136,18 @@ int main(int argc, char **argv) {
         const char *name = strrchr(argv[arg + b], '/');
         printf("%-12s median %8.3f ms  %6.1f GFLOP/s  %5.1f%% of the FMA loop  max |diff| %g\n", name ? name + 1 : argv[arg + b],
                s * 1e3, flops / s / 1e9, 100 * flops / s / 1e9 / peak, diff);
+        // By role: median ms per step and GFLOP/s (rows × cols of the role's matrix).
+        static const char *roles[8] = {"q", "k", "v", "o", "gate", "up", "down", "lm head"};
+        printf("%12s", "");
+        for (int q = 0; q < (l3 ? 7 : 8); q++) {
+            double v[repeats];
+            for (int r = 0; r < repeats; r++) v[r] = role[((size_t)b * repeats + r) * 8 + q];
+            double ms = median(v, repeats);
+            size_t rows = q == 7 ? vocab : shapes[q][0], k = q == 7 ? d : shapes[q][1];
+            double f = 2.0 * rows * k * n * (q == 7 ? 1 : nl);
+            printf(" %s %.2f ms %.0f GF/s;", roles[q], ms * 1e3, f / ms / 1e9);
+        }
+        printf("\n");
     }
     return 0;
 }
