@@ -366,29 +366,35 @@ INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size
     free(panels);
 }
 
-// Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time.
+// Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time,
+// each 4-row block (in L1 after its first tile) used by every 4-token tile. Up to 5 tokens
+// this beats the panel path (a step's matmuls at 4 tokens: 7B shapes 134-146 -> 89-90 ms,
+// SmolLM2 25.5-28.8 -> 22.1-26.7 ms; at 5: 131-163 -> 111-127 and 26.9 -> 26.0 ms); from 6
+// it depends on the shape (7B 7-10% faster direct, SmolLM2 5-9% slower), so the panel path.
+#ifndef GK_DIRECT_MAX
+#define GK_DIRECT_MAX 5
+#endif
 #define DEF512(NAME, T)                                                                        \
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
                           size_t cols, size_t n, size_t r0, size_t r1) {                       \
         const char *w = (const char *)wp;                                                      \
-        if (n >= 4) { panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1); return; }             \
+        if (n > GK_DIRECT_MAX) { panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1); return; }  \
         const size_t rb = cols * esize(T);                                                     \
-        for (size_t j = 0; j < n; j += 4) {                                                    \
-            size_t J = n - j < 4 ? n - j : 4;                                                  \
-            float *o = out + j * ldo;                                                          \
-            const float *xj = x + j * ldx;                                                     \
-            size_t r = r0;                                                                     \
-            for (; r + 4 <= r1; r += 4) switch (J) {                                           \
-                case 3: tile512(T, 4, 3, o, ldo, xj, ldx, w, rb, cols, r); break;              \
-                case 2: tile512(T, 4, 2, o, ldo, xj, ldx, w, rb, cols, r); break;              \
-                default: tile512(T, 4, 1, o, ldo, xj, ldx, w, rb, cols, r); break;             \
+        size_t r = r0;                                                                         \
+        for (; r + 4 <= r1; r += 4)                                                            \
+            for (size_t j = 0; j < n; j += 4) switch (n - j < 4 ? n - j : 4) {                 \
+                case 4: tile512(T, 4, 4, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
+                case 3: tile512(T, 4, 3, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
+                case 2: tile512(T, 4, 2, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
+                default: tile512(T, 4, 1, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
                 }                                                                              \
-            for (; r < r1; r++) switch (J) {                                                   \
-                case 3: tile512(T, 1, 3, o, ldo, xj, ldx, w, rb, cols, r); break;              \
-                case 2: tile512(T, 1, 2, o, ldo, xj, ldx, w, rb, cols, r); break;              \
-                default: tile512(T, 1, 1, o, ldo, xj, ldx, w, rb, cols, r); break;             \
+        for (; r < r1; r++)                                                                    \
+            for (size_t j = 0; j < n; j += 4) switch (n - j < 4 ? n - j : 4) {                 \
+                case 4: tile512(T, 1, 4, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
+                case 3: tile512(T, 1, 3, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
+                case 2: tile512(T, 1, 2, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
+                default: tile512(T, 1, 1, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
                 }                                                                              \
-        }                                                                                      \
     }
 DEF512(mm512_f32, GK_F32)
 DEF512(mm512_bf16, GK_BF16)

@@ -37,7 +37,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         defer { forceKernels(nil) }
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
             // The last two: K blocks, strips (one of 2 rows) and their prefetches in the panel path.
-            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40)] {
+            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (11, 40, 5), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40)] {
                 let (bytes, exact) = makeWeights(dtype, rows: rows, cols: cols, seed: UInt64(rows * 1000 + cols))
                 let x = (0..<(n * cols)).map { Float(($0 * 37) % 23) / 11 - 1 }
                 var out = [Float](repeating: .nan, count: n * rows)
@@ -57,8 +57,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         }
     }
 
-    /// Each output element is bit-identical whatever the batch size, the path (direct for fewer
-    /// than 4 tokens, panel for more) and the split over threads.
+    /// Each output element is bit-identical whatever the batch size, the path (direct up to 5
+    /// tokens, panel for more) and the split over threads.
     @Test(arguments: [DType.bf16, .f32])
     func matmulIsBatchInvariant(dtype: DType) {
         defer { forceKernels(nil) }
@@ -86,6 +86,10 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                     #expect(run(t..<(t + 1), threads: 1) == Array(all[(t * rows)..<((t + 1) * rows)]), "\(isa): token \(t) alone differs")
                 }
                 #expect(run(3..<6, threads: 1) == Array(all[(3 * rows)..<(6 * rows)]), "\(isa): batch of 3 differs")
+                // Up to 5 tokens the direct path, from 6 the panel path.
+                for (a, b) in [(0, 4), (1, 6), (4, 10)] {
+                    #expect(run(a..<b, threads: 1) == Array(all[(a * rows)..<(b * rows)]), "\(isa): batch of \(b - a) differs")
+                }
                 #expect(run(10..<20, threads: 2) == Array(all[(10 * rows)..<(20 * rows)]), "\(isa): batch of 10 differs")
                 #expect(run(2..<n, threads: 2) == Array(all[(2 * rows)..<(n * rows)]), "\(isa): batch of \(n - 2) differs")
             }
