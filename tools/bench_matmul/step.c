@@ -55,19 +55,23 @@ static double median(double *v, int n) {
 FMA_PEAK(fma_peak512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16, "+v")
 FMA_PEAK(fma_peak256, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, 8, "+x")
 
-static double fma_peak(void) { return __builtin_cpu_supports("avx512f") ? fma_peak512() : fma_peak256(); }
+static double fma_peak(int isa) { return isa == 2 && __builtin_cpu_supports("avx512f") ? fma_peak512() : fma_peak256(); }
 
 int main(int argc, char **argv) {
     if (argc < 9) {
-        fprintf(stderr, "usage: step LAYERS HIDDEN Q KV INTER VOCAB TOKENS REPEATS [--l3] BUILD.so...\n");
+        fprintf(stderr, "usage: step LAYERS HIDDEN Q KV INTER VOCAB TOKENS REPEATS [--l3] [--avx2] BUILD.so...\n");
         return 2;
     }
     const size_t layers = strtoul(argv[1], 0, 10), d = strtoul(argv[2], 0, 10), qd = strtoul(argv[3], 0, 10),
                  kvd = strtoul(argv[4], 0, 10), f = strtoul(argv[5], 0, 10), vocab = strtoul(argv[6], 0, 10),
                  n = strtoul(argv[7], 0, 10);
     const int repeats = atoi(argv[8]);
-    int arg = 9, l3 = 0;
-    if (arg < argc && strcmp(argv[arg], "--l3") == 0) { l3 = 1; arg++; }
+    int arg = 9, l3 = 0, isa = 2; // gk_matmul_at's level: 2 AVX-512, 1 AVX2
+    for (; arg < argc && argv[arg][0] == '-'; arg++) {
+        if (strcmp(argv[arg], "--l3") == 0) l3 = 1;
+        else if (strcmp(argv[arg], "--avx2") == 0) isa = 1;
+        else { fprintf(stderr, "unknown option %s\n", argv[arg]); return 2; }
+    }
     const int builds = argc - arg;
     if (builds < 1 || builds > 16 || repeats < 1) { fprintf(stderr, "1 to 16 builds, repeats >= 1\n"); return 2; }
     matmul_at_fn fn[16];
@@ -109,20 +113,20 @@ int main(int argc, char **argv) {
     double *role = calloc((size_t)repeats * builds * 8, sizeof(double));
     double peaks[3];
     for (int r = 0; r < repeats; r++) {
-        if (r < 3) peaks[r] = fma_peak();
+        if (r < 3) peaks[r] = fma_peak(isa);
         for (int b = 0; b < builds; b++) {
             double t0 = now();
             for (size_t it = 0; it < inner; it++)
                 for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++) {
                     double t1 = now();
-                    fn[b](2, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
+                    fn[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
                     role[((size_t)b * repeats + r) * 8 + (i == count - 1 && !l3 ? 7 : i % 7)] += (now() - t1) / inner;
                 }
             t[b * repeats + r] = (now() - t0) / inner;
         }
     }
     double peak = median(peaks, repeats < 3 ? repeats : 3);
-    printf("%zu tokens, %s: %.2f GFLOP over %.1f MB of bf16 weights; FMA-only loop %.1f GFLOP/s\n", n,
+    printf("%zu tokens, %s kernels, %s: %.2f GFLOP over %.1f MB of bf16 weights; FMA-only loop %.1f GFLOP/s\n", n, isa == 2 ? "AVX-512" : "AVX2",
            l3 ? "one layer repeated (weights in the last-level cache)" : "a whole step (weights streamed)",
            flops / 1e9, elems * 2 / 1e6, peak);
     for (int b = 0; b < builds; b++) {
