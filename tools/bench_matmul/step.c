@@ -59,16 +59,17 @@ static double fma_peak(int isa) { return isa == 2 && __builtin_cpu_supports("avx
 
 int main(int argc, char **argv) {
     if (argc < 9) {
-        fprintf(stderr, "usage: step LAYERS HIDDEN Q KV INTER VOCAB TOKENS REPEATS [--l3] [--avx2] BUILD.so...\n");
+        fprintf(stderr, "usage: step LAYERS HIDDEN Q KV INTER VOCAB TOKENS REPEATS [--l3|--l2] [--avx2] BUILD.so...\n");
         return 2;
     }
     const size_t layers = strtoul(argv[1], 0, 10), d = strtoul(argv[2], 0, 10), qd = strtoul(argv[3], 0, 10),
                  kvd = strtoul(argv[4], 0, 10), f = strtoul(argv[5], 0, 10), vocab = strtoul(argv[6], 0, 10),
                  n = strtoul(argv[7], 0, 10);
     const int repeats = atoi(argv[8]);
-    int arg = 9, l3 = 0, isa = 2; // gk_matmul_at's level: 2 AVX-512, 1 AVX2
+    int arg = 9, l3 = 0, l2 = 0, isa = 2; // gk_matmul_at's level: 2 AVX-512, 1 AVX2
     for (; arg < argc && argv[arg][0] == '-'; arg++) {
         if (strcmp(argv[arg], "--l3") == 0) l3 = 1;
+        else if (strcmp(argv[arg], "--l2") == 0) l3 = l2 = 1;
         else if (strcmp(argv[arg], "--avx2") == 0) isa = 1;
         else { fprintf(stderr, "unknown option %s\n", argv[arg]); return 2; }
     }
@@ -80,13 +81,20 @@ int main(int argc, char **argv) {
         if (!h || !(fn[i] = (matmul_at_fn)dlsym(h, "gk_matmul_at"))) { fprintf(stderr, "%s\n", dlerror()); return 1; }
     }
     // --l3: one layer (no lm head), repeated, so that the weights stay in the last-level cache.
-    const size_t nl = l3 ? 1 : layers, inner = l3 ? 100 : 1;
+    // --l2: the first rows (64, or 512 KiB of them) of each of one layer's matrices, each
+    // repeated before the next: its weights stay in L2, so the kernels run with no memory stream.
+    const size_t nl = l3 ? 1 : layers, inner = l2 ? 400 : l3 ? 100 : 1;
     size_t shapes[7][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd}, {f, d}, {f, d}, {d, f}};
     size_t count = nl * 7 + (l3 ? 0 : 1), elems = 0;
     size_t (*m)[2] = malloc(count * sizeof *m);
     for (size_t l = 0, i = 0; l < nl; l++)
         for (int s = 0; s < 7; s++, i++) { m[i][0] = shapes[s][0]; m[i][1] = shapes[s][1]; }
     if (!l3) { m[count - 1][0] = vocab; m[count - 1][1] = d; }
+    if (l2)
+        for (size_t i = 0; i < count; i++) {
+            size_t r = (512 * 1024 / (2 * m[i][1])) & ~(size_t)3;
+            m[i][0] = r < 4 ? 4 : r > 64 ? 64 : r;
+        }
     double flops = 0;
     size_t maxk = 0, maxr = 0;
     for (size_t i = 0; i < count; i++) {
@@ -116,10 +124,12 @@ int main(int argc, char **argv) {
         if (r < 3) peaks[r] = fma_peak(isa);
         for (int b = 0; b < builds; b++) {
             double t0 = now();
-            for (size_t it = 0; it < inner; it++)
+            // Each matrix in turn (repeated in a row with --l2, the whole list repeated with --l3).
+            for (size_t it = 0; it < (l2 ? 1 : inner); it++)
                 for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++) {
                     double t1 = now();
-                    fn[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
+                    for (size_t rep = 0; rep < (l2 ? inner : 1); rep++)
+                        fn[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
                     role[((size_t)b * repeats + r) * 8 + (i == count - 1 && !l3 ? 7 : i % 7)] += (now() - t1) / inner;
                 }
             t[b * repeats + r] = (now() - t0) / inner;
@@ -127,7 +137,8 @@ int main(int argc, char **argv) {
     }
     double peak = median(peaks, repeats < 3 ? repeats : 3);
     printf("%zu tokens, %s kernels, %s: %.2f GFLOP over %.1f MB of bf16 weights; FMA-only loop %.1f GFLOP/s\n", n, isa == 2 ? "AVX-512" : "AVX2",
-           l3 ? "one layer repeated (weights in the last-level cache)" : "a whole step (weights streamed)",
+           l2 ? "each of one layer's matrices cut to <= 512 KiB and repeated (weights in L2)"
+              : l3 ? "one layer repeated (weights in the last-level cache)" : "a whole step (weights streamed)",
            flops / 1e9, elems * 2 / 1e6, peak);
     for (int b = 0; b < builds; b++) {
         double s = median(t + b * repeats, repeats);
@@ -147,7 +158,7 @@ int main(int argc, char **argv) {
             double v[repeats];
             for (int r = 0; r < repeats; r++) v[r] = role[((size_t)b * repeats + r) * 8 + q];
             double ms = median(v, repeats);
-            size_t rows = q == 7 ? vocab : shapes[q][0], k = q == 7 ? d : shapes[q][1];
+            size_t rows = l2 ? m[q][0] : q == 7 ? vocab : shapes[q][0], k = q == 7 ? d : shapes[q][1];
             double f = 2.0 * rows * k * n * (q == 7 ? 1 : nl);
             printf(" %s %.2f ms %.0f GF/s;", roles[q], ms * 1e3, f / ms / 1e9);
         }
