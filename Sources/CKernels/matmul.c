@@ -290,7 +290,7 @@ static inline size_t panel_stride(size_t kw) {
 // matmuls took 14% longer on 7B shapes, 36% on SmolLM2's; tools/bench_matmul/run).
 // Against the order before 2026-11-24 (4-row blocks streamed down the whole matrix, every K
 // block of the activations read from L2 for each block): a batch-16 step's matmuls on
-// Llama-2-7B shapes 80 → 100 GFLOP/s, batch 4 +18%, batch 64 +14%; SmolLM2 +0-8%.
+// Llama-2-7B shapes 80 → 100 GFLOP/s, 64 tokens +14%, SmolLM2 +0-8%.
 INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
                         const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
     const size_t es = esize(t), rb = cols * es;
