@@ -200,6 +200,20 @@ INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float 
             continue;
         }
         const char *src = w + a * rb;
+        if (t == GK_BF16) {
+            // bf16 → f32 with one vpermw per 16 values from one 64-byte load: word 2l+1 of the
+            // result is source word l (or 16 + l), the even words zero (the mask); the same values
+            // as ld512's widen-and-shift (two ALU operations per 16). 2-10% faster on 7B shapes
+            // (5 of 5 alternating runs, tools/bench_matmul/run), SmolLM2's within noise.
+            const __m512i lo = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
+                                                7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+            const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+            for (; k + 32 <= kw; k += 32) {
+                __m512i v = _mm512_loadu_si512(src + k * 2);
+                _mm512_store_ps(d + k, _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, lo, v)));
+                _mm512_store_ps(d + k + 16, _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, hi, v)));
+            }
+        }
         for (; k + 16 <= kw; k += 16) _mm512_store_ps(d + k, ld512(t, src + k * es, 0, 0));
         if (k < kw) _mm512_store_ps(d + k, ld512(t, src + k * es, (__mmask16)((1u << (kw - k)) - 1), 1));
     }
