@@ -308,7 +308,9 @@ static inline size_t panel_stride(size_t kw) {
 // Against the order before 2026-11-24 (4-row blocks streamed down the whole matrix, every K
 // block of the activations read from L2 for each block): a batch-16 step's matmuls on
 // Llama-2-7B shapes 80 → 100 GFLOP/s, 64 tokens +14%, SmolLM2 +0-8%.
-INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
+// Returns 0, having written nothing, when its scratch cannot be allocated (it used to return
+// leaving the outputs unwritten); the caller then takes the direct path, which needs none.
+INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
                         const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
     const size_t es = esize(t), rb = cols * es;
     size_t tb = (1u << 20) / (cols * sizeof(float));
@@ -328,7 +330,7 @@ INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size
     S = S < 4 ? 4 : S > 256 ? 256 : S - S % 4;
     const size_t ps = panel_stride(kbw), nsaved = nkb > 1 ? S / 4 * maxtiles * 16 : 0;
     float *panels = aligned_alloc(64, 2 * 4 * ps * sizeof(float) + nsaved * sizeof(__m512));
-    if (!panels) return;
+    if (!panels) return 0; // the caller falls back to the direct path
     float *cur = panels, *next = panels + 4 * ps;
     __m512 *saved = (__m512 *)(panels + 8 * ps);
     widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, ps, kbw < cols ? kbw : cols, 0, 4);
@@ -381,6 +383,7 @@ INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size
         }
     }
     free(panels);
+    return 1;
 }
 
 // Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time,
@@ -395,7 +398,7 @@ INLINE512 void panel512(gk_dtype t, float *out, size_t ldo, const float *x, size
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
                           size_t cols, size_t n, size_t r0, size_t r1) {                       \
         const char *w = (const char *)wp;                                                      \
-        if (n > GK_DIRECT_MAX) { panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1); return; }  \
+        if (n > GK_DIRECT_MAX && panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1)) return;    \
         const size_t rb = cols * esize(T);                                                     \
         size_t r = r0;                                                                         \
         for (; r + 4 <= r1; r += 4)                                                            \
