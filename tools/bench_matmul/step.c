@@ -157,10 +157,10 @@ int main(int argc, char **argv) {
         for (int q = 0; q < (l3 ? 7 : 8); q++) {
             double v[repeats];
             for (int r = 0; r < repeats; r++) v[r] = role[((size_t)b * repeats + r) * 8 + q];
-            double ms = median(v, repeats);
-            size_t rows = l2 ? m[q][0] : q == 7 ? vocab : shapes[q][0], k = q == 7 ? d : shapes[q][1];
-            double f = 2.0 * rows * k * n * (q == 7 ? 1 : nl);
-            printf(" %s %.2f ms %.0f GF/s;", roles[q], ms * 1e3, f / ms / 1e9);
+            const double sec = median(v, repeats);
+            const size_t *shape = m[q == 7 ? count - 1 : (size_t)q]; // layer 0's matrix, or the lm head
+            const double flop = 2.0 * shape[0] * shape[1] * n * (q == 7 ? 1 : nl);
+            printf(" %s %.2f ms %.0f GF/s;", roles[q], sec * 1e3, flop / sec / 1e9);
         }
         printf("\n");
     }
