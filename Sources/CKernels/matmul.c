@@ -254,8 +254,8 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t ld
 #endif
     if (k < kw) { // the masked tail (last block only)
         __mmask16 m = (__mmask16)((1u << (kw - k)) - 1);
-        __m512 w0 = _mm512_load_ps(panel + k), w1 = _mm512_load_ps(panel + ps + k);
-        __m512 w2 = _mm512_load_ps(panel + 2 * ps + k), w3 = _mm512_load_ps(panel + 3 * ps + k);
+        __m512 w0 = _mm512_load_ps(p0 + k), w1 = _mm512_load_ps(p1 + k);
+        __m512 w2 = _mm512_load_ps(p2 + k), w3 = _mm512_load_ps(p3 + k);
         for (int b = 0; b < J; b++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, x + b * ldx + k);
             acc[b] = _mm512_fmadd_ps(w0, xv, acc[b]);
@@ -386,6 +386,20 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     return 1;
 }
 
+// Tokens [J0, J1) in tiles of up to 4 over R rows from row R0 (R and the tile's token count are
+// compile-time constants in each call of TILE); the rows stay in L1 from one tile to the next.
+#define TOKEN_TILES(TILE, T, R, J0, J1, R0)                                                    \
+    for (size_t j = (J0); j < (J1); j += 4) {                                                  \
+        float *o = out + j * ldo;                                                              \
+        const float *xj = x + j * ldx;                                                         \
+        switch ((J1) - j < 4 ? (J1) - j : 4) {                                                 \
+        case 4: TILE(T, R, 4, o, ldo, xj, ldx, w, rb, cols, R0); break;                        \
+        case 3: TILE(T, R, 3, o, ldo, xj, ldx, w, rb, cols, R0); break;                        \
+        case 2: TILE(T, R, 2, o, ldo, xj, ldx, w, rb, cols, R0); break;                        \
+        default: TILE(T, R, 1, o, ldo, xj, ldx, w, rb, cols, R0); break;                       \
+        }                                                                                      \
+    }
+
 // Few tokens (decode): weights widened in registers straight from memory, 4 rows at a time,
 // each 4-row block (in L1 after its first tile) used by every 4-token tile. Up to 5 tokens
 // this beats the panel path (a step's matmuls at 4 tokens: 7B shapes 134-146 -> 89-90 ms,
@@ -401,20 +415,8 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
         if (n > GK_DIRECT_MAX && panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1)) return;    \
         const size_t rb = cols * esize(T);                                                     \
         size_t r = r0;                                                                         \
-        for (; r + 4 <= r1; r += 4)                                                            \
-            for (size_t j = 0; j < n; j += 4) switch (n - j < 4 ? n - j : 4) {                 \
-                case 4: tile512(T, 4, 4, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 3: tile512(T, 4, 3, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 2: tile512(T, 4, 2, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                default: tile512(T, 4, 1, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                }                                                                              \
-        for (; r < r1; r++)                                                                    \
-            for (size_t j = 0; j < n; j += 4) switch (n - j < 4 ? n - j : 4) {                 \
-                case 4: tile512(T, 1, 4, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 3: tile512(T, 1, 3, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 2: tile512(T, 1, 2, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                default: tile512(T, 1, 1, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                }                                                                              \
+        for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512, T, 4, 0, n, r);                       \
+        for (; r < r1; r++) TOKEN_TILES(tile512, T, 1, 0, n, r);                               \
     }
 DEF512(mm512_f32, GK_F32)
 DEF512(mm512_bf16, GK_BF16)
@@ -492,20 +494,8 @@ INLINE256 void tile256(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         for (size_t j0 = 0; j0 < n; j0 += tb) {                                                \
             const size_t j1 = n - j0 < tb ? n : j0 + tb;                                       \
             size_t r = r0;                                                                     \
-            for (; r + 2 <= r1; r += 2)                                                        \
-                for (size_t j = j0; j < j1; j += 4) switch (j1 - j < 4 ? j1 - j : 4) {         \
-                case 4: tile256(T, 2, 4, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 3: tile256(T, 2, 3, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 2: tile256(T, 2, 2, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                default: tile256(T, 2, 1, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                }                                                                              \
-            for (; r < r1; r++)                                                                \
-                for (size_t j = j0; j < j1; j += 4) switch (j1 - j < 4 ? j1 - j : 4) {         \
-                case 4: tile256(T, 1, 4, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 3: tile256(T, 1, 3, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                case 2: tile256(T, 1, 2, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                default: tile256(T, 1, 1, out + j * ldo, ldo, x + j * ldx, ldx, w, rb, cols, r); break; \
-                }                                                                              \
+            for (; r + 2 <= r1; r += 2) TOKEN_TILES(tile256, T, 2, j0, j1, r);                 \
+            for (; r < r1; r++) TOKEN_TILES(tile256, T, 1, j0, j1, r);                         \
         }                                                                                      \
     }
 DEF256(mm256_f32, GK_F32)
