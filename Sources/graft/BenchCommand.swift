@@ -103,27 +103,52 @@ struct BenchCommand: ParsableCommand {
                 for kvType in kvTypes {
                     var single = 0.0
                     for b in batchSizes {
-                        let caches = (0..<b).map { _ in m.makeCache(maxTokens: context + 32 + steps * (repeats + 2), type: kvType) }
-                        /// Decode step `step`: one token per sequence (arbitrary, distinct, in the vocabulary).
+                        let maxTokens = context + 32 + steps * (repeats + 2)
+                        /// The prompt of sequence i (arbitrary, distinct, in the vocabulary).
+                        func prompt(_ i: Int) -> [Int] { (0..<context).map { j in j < 3 ? 1 + i + j : (j * 31 + i * 7) % 1000 + 5 } }
+                        let caches = (0..<b).map { _ in m.makeCache(maxTokens: maxTokens, type: kvType) }
+                        /// Decode step `step`: one token per sequence.
                         func decodeStep(_ step: Int) throws {
                             _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
                         }
                         // Each sequence's prompt on its own (a long context in one step would be one
                         // very large prefill).
-                        for (i, c) in caches.enumerated() {
-                            _ = try m.forward([ForwardInput(cache: c, tokens: (0..<context).map { j in j < 3 ? 1 + i + j : (j * 31 + i * 7) % 1000 + 5 })])
+                        for (i, c) in caches.enumerated() { _ = try m.forward([ForwardInput(cache: c, tokens: prompt(i))]) }
+                        // Beside a batch of more than one, a single sequence (sequence 0's prompt and
+                        // tokens) runs `steps` steps just before each repeat, and the speedup is also
+                        // given as the median of these pairs' ratios: on a machine whose speed moves
+                        // from one minute to the next, a pair meets the same conditions, figures taken
+                        // a minute apart need not. Its context grows as the batch's does, so that
+                        // attention costs the same per sequence in both.
+                        var paired: ((Int) throws -> Void)?
+                        if b > 1 && batchSizes.contains(1) {
+                            let cache = m.makeCache(maxTokens: maxTokens, type: kvType)
+                            _ = try m.forward([ForwardInput(cache: cache, tokens: prompt(0))])
+                            paired = { step in _ = try m.forward([ForwardInput(cache: cache, tokens: [step % 1000 + 5])]) }
                         }
                         // Bandwidth right beside each decode figure: it can jump between levels.
                         let patterns = Probes.readBandwidthPatterns(bytes: probeBytes, threads: t, repeats: 3)
                         let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
                         let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
-                        let cpu0 = processCPUSeconds()
-                        let s = try Probes.medianSeconds(repeats: repeats) {
+                        var times: [Double] = [], cpuTimes: [Double] = [], pairRatios: [Double] = [], singleTimes: [Double] = []
+                        for _ in 0..<max(1, repeats) {
+                            if let paired {
+                                let t0 = DispatchTime.now().uptimeNanoseconds
+                                for step in 0..<steps { try paired(step) }
+                                singleTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                            }
+                            let cpu0 = processCPUSeconds(), t0 = DispatchTime.now().uptimeNanoseconds
                             for step in 0..<steps { try decodeStep(step) }
+                            let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                            times.append(wall)
+                            cpuTimes.append(processCPUSeconds() - cpu0)
+                            if let single = singleTimes.last { pairRatios.append(Double(b) * single / wall) }
                         }
-                        // CPU time of the whole process per step (all repeats): on a loaded machine the
-                        // wall-clock figure includes waiting for a core; this does not.
-                        let cpuPerStep = (processCPUSeconds() - cpu0) / Double(max(1, repeats) * steps)
+                        let s = Probes.median(times)
+                        // CPU time of the whole process per step (median over repeats, as the wall
+                        // time): on a loaded machine the wall-clock figure includes waiting for a
+                        // core; this does not.
+                        let cpuPerStep = Probes.median(cpuTimes) / Double(steps)
                         let perStep = s / Double(steps)
                         let throughput = Double(b) / perStep
                         if b == 1 { single = throughput }
@@ -133,6 +158,11 @@ struct BenchCommand: ParsableCommand {
                         var line = String(format: "decode batch %3d:%@ %8.1f tok/s  (%.2f ms/step; bound %.2f ms at %.1f GB/s read → %5.1f%% of bound)",
                                           b, kvLabel, throughput, perStep * 1e3, bound * 1e3, bandwidth / 1e9, 100 * ratio)
                         if b > 1 && single > 0 { line += String(format: "  %.2f× batch 1", throughput / single) }
+                        if !pairRatios.isEmpty {
+                            line += String(format: " (paired with batch 1 at %.2f ms/step: median %.2f×, range %.2f–%.2f×, %d pairs)",
+                                           Probes.median(singleTimes) / Double(steps) * 1e3, Probes.median(pairRatios),
+                                           pairRatios.min() ?? 0, pairRatios.max() ?? 0, pairRatios.count)
+                        }
                         line += String(format: "  [cpu %.2f ms/step]", cpuPerStep * 1e3)
                         // The bound from the best read pattern; against one plain sequential stream
                         // per thread (a STREAM-like read, the probe before 2026-11-24) for comparison.
@@ -147,7 +177,9 @@ struct BenchCommand: ParsableCommand {
                         }
                         records.append(["kind": "decode", "dtype": wdtype, "kv_cache_dtype": kvType.rawValue, "context": context, "threads": t, "batch": b, "tokens_per_s": throughput,
                                         "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "one_stream_gbps": oneStream / 1e9, "bound_ms": bound * 1e3,
-                                        "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1])
+                                        "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1,
+                                        "paired_speedup_vs_batch1": pairRatios.isEmpty ? NSNull() : Probes.median(pairRatios) as Any,
+                                        "paired_batch1_ms_per_step": singleTimes.isEmpty ? NSNull() : Probes.median(singleTimes) / Double(steps) * 1e3 as Any])
                     }
                 }
             }
