@@ -9,12 +9,15 @@ public enum Probes {
     /// and is rethrown (a benchmark must not time work that failed).
     public static func medianSeconds(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
         var times: [Double] = []
-        for _ in 0..<max(1, repeats) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            try body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
+        for _ in 0..<max(1, repeats) { times.append(try seconds(body)) }
         return median(times)
+    }
+
+    /// Wall-clock seconds of one run of `body` (its error rethrown).
+    public static func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
     public static func median(_ values: [Double]) -> Double {

@@ -104,12 +104,14 @@ struct BenchCommand: ParsableCommand {
                     var single = 0.0
                     for b in batchSizes {
                         let maxTokens = context + 32 + steps * (repeats + 2)
-                        /// The prompt of sequence i (arbitrary, distinct, in the vocabulary).
+                        /// The prompt of sequence i and its token at decode step `step` (arbitrary,
+                        /// distinct, in the vocabulary).
                         func prompt(_ i: Int) -> [Int] { (0..<context).map { j in j < 3 ? 1 + i + j : (j * 31 + i * 7) % 1000 + 5 } }
+                        func token(_ i: Int, _ step: Int) -> Int { (i * 31 + step) % 1000 + 5 }
                         let caches = (0..<b).map { _ in m.makeCache(maxTokens: maxTokens, type: kvType) }
                         /// Decode step `step`: one token per sequence.
                         func decodeStep(_ step: Int) throws {
-                            _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [(i * 31 + step) % 1000 + 5]) })
+                            _ = try m.forward(caches.enumerated().map { i, c in ForwardInput(cache: c, tokens: [token(i, step)]) })
                         }
                         // Each sequence's prompt on its own (a long context in one step would be one
                         // very large prefill).
@@ -124,7 +126,7 @@ struct BenchCommand: ParsableCommand {
                         if b > 1 && batchSizes.contains(1) {
                             let cache = m.makeCache(maxTokens: maxTokens, type: kvType)
                             _ = try m.forward([ForwardInput(cache: cache, tokens: prompt(0))])
-                            paired = { step in _ = try m.forward([ForwardInput(cache: cache, tokens: [step % 1000 + 5])]) }
+                            paired = { step in _ = try m.forward([ForwardInput(cache: cache, tokens: [token(0, step)])]) }
                         }
                         // Bandwidth right beside each decode figure: it can jump between levels.
                         let patterns = Probes.readBandwidthPatterns(bytes: probeBytes, threads: t, repeats: 3)
@@ -132,17 +134,12 @@ struct BenchCommand: ParsableCommand {
                         let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
                         var times: [Double] = [], cpuTimes: [Double] = [], pairRatios: [Double] = [], singleTimes: [Double] = []
                         for _ in 0..<max(1, repeats) {
-                            if let paired {
-                                let t0 = DispatchTime.now().uptimeNanoseconds
-                                for step in 0..<steps { try paired(step) }
-                                singleTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-                            }
-                            let cpu0 = processCPUSeconds(), t0 = DispatchTime.now().uptimeNanoseconds
-                            for step in 0..<steps { try decodeStep(step) }
-                            let wall = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                            if let paired { singleTimes.append(try Probes.seconds { for step in 0..<steps { try paired(step) } }) }
+                            let cpu0 = processCPUSeconds()
+                            let wall = try Probes.seconds { for step in 0..<steps { try decodeStep(step) } }
                             times.append(wall)
                             cpuTimes.append(processCPUSeconds() - cpu0)
-                            if let single = singleTimes.last { pairRatios.append(Double(b) * single / wall) }
+                            if let singleWall = singleTimes.last { pairRatios.append(Double(b) * singleWall / wall) }
                         }
                         let s = Probes.median(times)
                         // CPU time of the whole process per step (median over repeats, as the wall
