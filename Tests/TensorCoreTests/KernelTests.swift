@@ -37,8 +37,9 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         defer { forceKernels(nil) }
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
             // The last three: K blocks, strips (one of 2 rows) and their prefetches in the panel path;
-            // two token blocks (60 + 10 tokens of 4100 columns) in the panel and AVX2 paths.
-            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (11, 40, 5), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40), (9, 4100, 70)] {
+            // two token blocks (60 + 10 tokens of 4100 columns) in the panel and AVX2 paths; two
+            // token blocks of packed activations (12 + 4 tokens of 20000 columns).
+            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (11, 40, 5), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40), (9, 4100, 70), (9, 20000, 16)] {
                 let (bytes, exact) = makeWeights(dtype, rows: rows, cols: cols, seed: UInt64(rows * 1000 + cols))
                 let x = (0..<(n * cols)).map { Float(($0 * 37) % 23) / 11 - 1 }
                 var out = [Float](repeating: .nan, count: n * rows)
@@ -66,9 +67,10 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         // The panel path splits a row's columns into K blocks (1000 columns: two blocks for 23
         // tokens or for 10), a matrix's rows into strips and its tokens into blocks (70 × 4100:
         // strips of 4 to 28 rows, two token blocks for 100 tokens, and K blocks of different
-        // widths for 100, 98, 10 and 3 tokens).
+        // widths for 100, 98, 10 and 3 tokens). Up to 16 tokens the panel path packs the
+        // activations first; 20000 columns make token blocks of 12, so 16 tokens take two.
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
-            for (rows, cols, n) in [(37, 75, 23), (21, 1000, 23), (70, 4100, 100)] {
+            for (rows, cols, n) in [(37, 75, 23), (21, 1000, 23), (70, 4100, 100), (9, 20000, 23)] {
                 let (bytes, _) = makeWeights(dtype, rows: rows, cols: cols, seed: 9)
                 let x = (0..<(n * cols)).map { Float(($0 * 53) % 31) / 7 - 2 }
                 func run(_ tokens: Range<Int>, threads: Int) -> [Float] {
@@ -92,6 +94,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                     #expect(run(a..<b, threads: 1) == Array(all[(a * rows)..<(b * rows)]), "\(isa): batch of \(b - a) differs")
                 }
                 #expect(run(10..<20, threads: 2) == Array(all[(10 * rows)..<(20 * rows)]), "\(isa): batch of 10 differs")
+                #expect(run(7..<23, threads: 1) == Array(all[(7 * rows)..<(23 * rows)]), "\(isa): batch of 16 differs")
                 #expect(run(2..<n, threads: 2) == Array(all[(2 * rows)..<(n * rows)]), "\(isa): batch of \(n - 2) differs")
             }
         }
