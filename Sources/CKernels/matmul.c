@@ -221,29 +221,11 @@ INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float 
     }
 }
 
-// Copies tokens [0, J) (J ≤ 4) of x, columns [0, cols), into a tile's packed activations, laid
-// out like a panel: token b's columns [16c, 16c + 16) at dst + (4c + b) * 16, zeros past cols
-// and for tokens J to 3. A tile's k step then reads 256 consecutive bytes of each operand.
-INLINE512 void pack_x(float *dst, const float *x, size_t ldx, int J, size_t cols) {
-    const size_t kp = (cols + 15) & ~(size_t)15;
-    for (int b = 0; b < 4; b++) {
-        float *d = dst + b * 16;
-        size_t k = 0;
-        if (b >= J) {
-            for (; k < kp; k += 16) _mm512_store_ps(d + 4 * k, _mm512_setzero_ps());
-            continue;
-        }
-        const float *src = x + b * ldx;
-        for (; k + 16 <= cols; k += 16) _mm512_store_ps(d + 4 * k, _mm512_loadu_ps(src + k));
-        if (k < cols) _mm512_store_ps(d + 4 * k, _mm512_maskz_loadu_ps((__mmask16)((1u << (cols - k)) - 1), src + k));
-    }
-}
-
 // 4 panel rows × J ≤ 4 tokens over one K block of kw columns (`panel` at its first column, `x`
 // at token 0's): 16 accumulators, zero in the first block, else loaded from `save`; after the
 // last block one reduce16 and 4 rows stored per token, else saved. Token b's 16 columns of a k
 // step are at x + xs * b, and the next step's xk floats on: xs = 16, xk = 64 for packed
-// activations (pack_x), xs = ldx, xk = 16 for x read in place. The masked tail reads the columns
+// activations, xs = ldx, xk = 16 for x read in place. The masked tail reads the columns
 // past kw as zeros, as tile512 does (they are zeros in packed activations anyway). Prefetches
 // the pfn lines from pf into L2, one per k step (a run has at most as many lines as k steps
 // from 6 tokens on with 2-byte weights; the rest, for f32 weights, after the loop). One compare
@@ -314,7 +296,7 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
 //   (about GK_XBLOCK_BYTES) stay in L1 while every 4-row block of the strip uses them;
 // - in a K block, 4-row blocks, each widened into an f32 panel and used by every 4-token tile.
 // Up to 16 tokens, the activations are first packed, 4 tokens at a time, in the panels' layout
-// (pack_x), once per call: a tile's k step then reads two runs of 256 consecutive bytes, where
+// (by widen_rows, as f32 rows: a token's activations are a row of `cols` floats), once per call: a tile's k step then reads two runs of 256 consecutive bytes, where
 // in place it read the 4 tokens' rows (on 7B shapes 16 KiB apart: the same L1 sets) through
 // pointers the compiler kept on the stack. On Llama-2-7B shapes at 16 tokens, a step's matmuls
 // went 68-95 → 74-103 GFLOP/s (+7-9% in each of 3 alternating runs, streamed); the panels'
@@ -357,7 +339,8 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     float *cur = panels, *next = panels + ps, *xp = panels + 2 * ps;
     __m512 *saved = (__m512 *)(xp + ntiles * xtile);
     if (packed)
-        for (size_t j = 0; j < n; j += 4) pack_x(xp + j / 4 * xtile, x + j * ldx, ldx, n - j < 4 ? (int)(n - j) : 4, cols);
+        for (size_t j = 0; j < n; j += 4)
+            widen_rows(GK_F32, (const char *)(x + j * ldx), ldx * sizeof(float), n - j < 4 ? (int)(n - j) : 4, xp + j / 4 * xtile, cols, 0, 4);
     widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, kbw < cols ? kbw : cols, 0, 4);
     for (size_t s0 = r0; s0 < r1; s0 += S) {
         const size_t s1 = s0 + S < r1 ? s0 + S : r1, s2 = s1 + S < r1 ? s1 + S : r1;
