@@ -299,8 +299,9 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
 // (by widen_rows, as f32 rows: a token's activations are a row of `cols` floats), once per call: a tile's k step then reads two runs of 256 consecutive bytes, where
 // in place it read the 4 tokens' rows (on 7B shapes 16 KiB apart: the same L1 sets) through
 // pointers the compiler kept on the stack. On Llama-2-7B shapes at 16 tokens, a step's matmuls
-// went 68-95 → 74-103 GFLOP/s (+7-9% in each of 3 alternating runs, streamed); the panels'
-// interleaved layout alone (activations in place, from 17 tokens) gave +5-7% at 64 tokens.
+// went 82-104 → 80-112 GFLOP/s (+6 to +12% in 8 of 10 alternating pairs, −2% and +1% in one
+// disturbed run; streamed); the panels' interleaved layout alone (activations in place, from 17
+// tokens) gave +5-7% at 64 tokens.
 // A tile's accumulators are kept in `saved` from one K block to the next. Each lane still sees
 // its 16-column chunks in the same order, so the K blocks do not change any result.
 // Prefetch: the next strip's cache lines are requested into L2, spread over this strip's tile
