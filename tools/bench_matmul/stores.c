@@ -1,25 +1,14 @@
 // How much 512-bit stores slow the panel kernel's 4 × 4 tile (README, "Night (2026-11-24)").
 // The tile loop of matmul.c's ptile512 (4 panel rows and 4 packed tokens per 16-column
 // step, 16 FMAs, all in L1), alone and with 1 or 2 stores to L1 per step, as the next panel's
-// widening (1 per step at 16 tokens) and the saved accumulators (0.67) add them; an FMA-only loop
-// with no memory operations is the reference. The variants alternate, repeat by repeat, so that
-// a noisy machine affects them alike; medians of 21. Not a test.
+// widening (1 per step at 16 tokens) and the saved accumulators (0.67) add them; the FMA-only
+// loop that tools/bench_matmul/run reports against (timing.h) is the reference. The variants
+// alternate, repeat by repeat, so that a noisy machine affects them alike; medians of 21. Not a
+// test.
 //   clang -O3 -o /tmp/stores tools/bench_matmul/stores.c && /tmp/stores
-#include <immintrin.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "timing.h"
 
 // One 384-column K block (24 steps) per iteration, as a tile run at 16 tokens on 7B shapes.
 #define TILE(NAME, STORES)                                                                          \
@@ -52,21 +41,11 @@ TILE(tile0, 0)
 TILE(tile1, 1)
 TILE(tile2, 2)
 
-// 16 independent FMA chains, no memory operations: the core's f32 FMA rate.
-__attribute__((target("avx512f"), noinline)) static double fma_only(const float *p, const float *x, float *buf, long iters) {
-    (void)p, (void)x;
-    __m512 acc[16];
-    for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
-    __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
-    double t0 = now();
-    for (long r = 0; r < iters * 24; r++) {
-        __asm__ volatile("" : "+v"(a));
-        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(a, acc[i], b);
-    }
-    double t = now() - t0;
-    for (int i = 1; i < 16; i++) acc[0] = _mm512_add_ps(acc[0], acc[i]);
-    _mm512_store_ps(buf + 4096, acc[0]);
-    return 2.0 * 16 * 16 * 24 * iters / t / 1e9;
+// The FMA-only loop of tools/bench_matmul/run, in the variants' signature.
+FMA_PEAK(fma_peak512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16, "+v")
+static double fma_only(const float *p, const float *x, float *buf, long iters) {
+    (void)p, (void)x, (void)buf, (void)iters;
+    return fma_peak512();
 }
 
 int main(void) {
@@ -82,9 +61,10 @@ int main(void) {
     double t[N][R];
     for (int r = 0; r < R; r++)
         for (int i = 0; i < N; i++) t[i][r] = fn[i](p, x, buf, 100000);
-    for (int i = 0; i < N; i++) qsort(t[i], R, sizeof(double), by_value);
+    double med[N];
+    for (int i = 0; i < N; i++) med[i] = median(t[i], R); // sorts t[i]
     for (int i = 0; i < N; i++)
-        printf("%-22s median %6.1f GFLOP/s (%5.1f%% of the FMA-only loop; quartiles %.1f-%.1f)\n", name[i], t[i][R / 2],
-               100 * t[i][R / 2] / t[0][R / 2], t[i][R / 4], t[i][3 * R / 4]);
+        printf("%-22s median %6.1f GFLOP/s (%5.1f%% of the FMA-only loop; quartiles %.1f-%.1f)\n", name[i], med[i],
+               100 * med[i] / med[0], t[i][R / 4], t[i][3 * R / 4]);
     return 0;
 }
