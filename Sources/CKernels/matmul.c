@@ -1,6 +1,8 @@
 // Weight × activation products for decode and prefill, with weights in their stored dtype
 // (f32, bf16, f16) widened to f32 in registers. One kernel family serves every batch size so
-// that each output element is always reduced in the same order (batch invariance, DESIGN.md).
+// that each output element is always reduced in the same order (batch invariance, DESIGN.md);
+// with bf16 weights that order takes each 32-column chunk's even columns, then its odd ones
+// ("The bf16 order", below).
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
@@ -157,10 +159,92 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
 }
 
+// The bf16 order. bf16 weights are widened by a shift (even columns) or a mask (odd columns) of
+// 32 loaded columns, one single-uop ALU operation per 16 values, where widening 16 in their own
+// order takes two (vpmovzxwd and a shift) or the masked vpermw the panel used, which clang
+// emits as vpermt2w: beside 16 FMAs, a load, that operation and a store cost 0.26-0.98 cycles
+// with a shift or a mask and 1.29-2.15 with vpermt2w (three runs of tools/bench_matmul/widen.c,
+// 2026-11-24; the two always 0.9-1.3 cycles apart). So with bf16 weights every path accumulates in chunks of
+// 32 columns, lane l taking column 32c + 2l and then 32c + 2l + 1 of each chunk c in turn, the
+// columns past the end being zeros; the activations are permuted to match (pack_eo, or in
+// registers in the direct path). The 16 lanes are then summed by the same halving tree as
+// before. f32 and f16 weights keep the plain order (lane l takes columns 16s + l).
+INLINE512 __m512i eo_even_idx(void) {
+    return _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+}
+
+// A token's columns [k, k + 32) (`rem` of them left, zeros past the end) as even and odd lanes.
+INLINE512 void eo_split_x(const float *xr, size_t rem, __m512 *even, __m512 *odd) {
+    __m512 a, b;
+    if (rem >= 32) a = _mm512_loadu_ps(xr), b = _mm512_loadu_ps(xr + 16);
+    else {
+        a = _mm512_maskz_loadu_ps((__mmask16)(rem >= 16 ? 0xFFFFu : (1u << rem) - 1), xr);
+        b = _mm512_maskz_loadu_ps((__mmask16)(rem > 16 ? (1u << (rem - 16)) - 1 : 0), xr + 16);
+    }
+    const __m512i ie = eo_even_idx();
+    *even = _mm512_permutex2var_ps(a, ie, b);
+    *odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
+}
+
+// A bf16 row's columns [k, k + 32) (`rem` left) as even and odd lanes, widened.
+INLINE512 void eo_split_w(const char *wr, size_t rem, __m512 *even, __m512 *odd) {
+    __m512i v = rem >= 32 ? _mm512_loadu_si512(wr) : _mm512_maskz_loadu_epi16((__mmask32)((1ull << rem) - 1), wr);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+// Packs tokens [0, n) (rows ldx floats apart) in the bf16 order, 4 tokens per tile: token j's
+// chunk c at xp + (j / 4) * xtile + 128c + 16 (j % 4), even lanes, and 64 floats on, odd lanes;
+// that is, the panel's layout of column steps (xtile = 4 × cols rounded up to 32).
+INLINE512 void pack_eo(const float *x, size_t ldx, size_t n, size_t cols, float *xp, size_t xtile) {
+    for (size_t j = 0; j < n; j++) {
+        float *g = xp + j / 4 * xtile + 16 * (j % 4);
+        for (size_t k = 0; k < cols; k += 32, g += 128) {
+            __m512 e, o;
+            eo_split_x(x + j * ldx + k, cols - k, &e, &o);
+            _mm512_store_ps(g, e);
+            _mm512_store_ps(g + 64, o);
+        }
+    }
+}
+
+// tile512 for bf16 weights in the bf16 order (`t` is GK_BF16): the activations split into even
+// and odd lanes in registers, 32 columns per step.
+INLINE512 void tile512_eo(gk_dtype t, int R, int J, float *out, size_t ldo, const float *x,
+                          size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r) {
+    (void)t;
+    __m512 acc[4][4];
+    for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm512_setzero_ps();
+    size_t k = 0;
+    // One chunk of `rem` columns (32 in the loop, where the branches fold away; fewer in the tail).
+#define EO_CHUNK(REM)                                                                              \
+    do {                                                                                           \
+        __m512 we[4], wo[4];                                                                       \
+        for (int a = 0; a < R; a++) eo_split_w(w + (r + a) * rowbytes + k * 2, (REM), &we[a], &wo[a]); \
+        for (int b = 0; b < J; b++) {                                                              \
+            __m512 xe, xo;                                                                         \
+            eo_split_x(x + b * ldx + k, (REM), &xe, &xo);                                          \
+            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(we[a], xe, acc[a][b]);         \
+            for (int a = 0; a < R; a++) acc[a][b] = _mm512_fmadd_ps(wo[a], xo, acc[a][b]);         \
+        }                                                                                          \
+    } while (0)
+    for (; k + 32 <= cols; k += 32) {
+#ifndef GK_NO_PREFETCH
+        for (int a = 0; a < R; a++) _mm_prefetch(w + (r + R + a) * rowbytes + k * 2, _MM_HINT_T0);
+#endif
+        EO_CHUNK(32);
+    }
+    if (k < cols) EO_CHUNK(cols - k);
+#undef EO_CHUNK
+    for (int a = 0; a < R; a++)
+        for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[a][b]);
+}
+
 // Many tokens (prefill, batched decode): the weight rows of a 4-row block are widened once into
-// an f32 panel (zero-padded to a multiple of 16 columns and to 4 rows) and reused for every
-// token, 4 tokens per tile. Per output element the operations are the ones tile512 does: the
-// same 16-lane chunks in the same order, the same zeros in the tail lanes, and the same
+// an f32 panel (zero-padded to a multiple of 16 columns, 32 for bf16, and to 4 rows) and reused for every
+// token, 4 tokens per tile. Per output element the operations are the ones tile512 does (or,
+// for bf16, tile512_eo and eotile): the same 16-lane steps in the same order, the same zeros in
+// the tail lanes, and the same
 // halving tree over the 16 lanes (i+8, i+4, i+2, i+1, as _mm512_reduce_add_ps), here done for
 // 16 elements at once by a transpose-and-add (reduce16), so the result is bit-identical to the
 // direct path for any batch.
@@ -186,16 +270,17 @@ INLINE512 __m512 reduce16(const __m512 v[16]) {
 }
 
 // Widens rows [a0, a1) of a 4-row block's columns [0, kw) (`w` points at the block's first
-// column) into its panel, which interleaves the 4 rows 16 columns at a time: row a's columns
-// [16c, 16c + 16) at panel + (4c + a) * 16, so that a tile's k step reads 256 consecutive bytes.
-// Columns up to the next multiple of 16, and rows past the matrix's end (`rows` and up), are
-// zeros. Each tile run of a block widens its share of the next block's rows before its k loop
+// column) into its panel, which interleaves the 4 rows one 16-lane column step at a time: row
+// a's step s at panel + (4s + a) * 16, so that a tile's k step reads 256 consecutive bytes. Step
+// s is columns [16s, 16s + 16), or for bf16 the even (s even) or odd columns of chunk s / 2 (the
+// bf16 order, above). Columns up to the next multiple of 16 (32 for bf16), and rows past the
+// matrix's end (`rows` and up), are zeros. Each tile run of a block widens its share of the next block's rows before its k loop
 // (double buffering), so the FMAs do not wait for a widening.
 INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float *panel, size_t kw,
                           int a0, int a1) {
-    const size_t es = esize(t), kp = (kw + 15) & ~(size_t)15;
+    const size_t es = esize(t), kp = t == GK_BF16 ? (kw + 31) & ~(size_t)31 : (kw + 15) & ~(size_t)15;
     for (int a = a0; a < a1; a++) {
-        float *d = panel + a * 16; // column k of row a at d + 4k (k a multiple of 16)
+        float *d = panel + a * 16; // column step s of row a at d + 64s
         size_t k = 0;
         if (a >= rows) {
             for (; k < kp; k += 16) _mm512_store_ps(d + 4 * k, _mm512_setzero_ps());
@@ -203,18 +288,16 @@ INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float 
         }
         const char *src = w + a * rb;
         if (t == GK_BF16) {
-            // bf16 → f32 with one vpermw per 16 values from one 64-byte load: word 2l+1 of the
-            // result is source word l (or 16 + l), the even words zero (the mask); the same values
-            // as ld512's widen-and-shift (two ALU operations per 16). 2-10% faster on 7B shapes
-            // (5 of 5 alternating runs, tools/bench_matmul/run), SmolLM2's within noise.
-            const __m512i lo = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
-                                                7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
-            const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
-            for (; k + 32 <= kw; k += 32) {
-                __m512i v = _mm512_loadu_si512(src + k * 2);
-                _mm512_store_ps(d + 4 * k, _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, lo, v)));
-                _mm512_store_ps(d + 4 * k + 64, _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, hi, v)));
+            // The bf16 order: chunk c's even columns are step 2c, its odd columns step 2c + 1,
+            // each widened by one shift or mask of the 64-byte load; the last chunk loaded masked.
+            const __m512i hm = _mm512_set1_epi32((int)0xFFFF0000u);
+            for (; k < kw; k += 32) {
+                __m512i v = kw - k >= 32 ? _mm512_loadu_si512(src + k * 2)
+                                         : _mm512_maskz_loadu_epi16((__mmask32)((1ull << (kw - k)) - 1), src + k * 2);
+                _mm512_store_ps(d + 4 * k, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+                _mm512_store_ps(d + 4 * k + 64, _mm512_castsi512_ps(_mm512_and_si512(v, hm)));
             }
+            continue;
         }
         for (; k + 16 <= kw; k += 16) _mm512_store_ps(d + 4 * k, ld512(t, src + k * es, 0, 0));
         if (k < kw) _mm512_store_ps(d + 4 * k, ld512(t, src + k * es, (__mmask16)((1u << (kw - k)) - 1), 1));
@@ -295,15 +378,17 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
 // - in a token block, K blocks of kbw columns: the token block's activations for one K block
 //   (about GK_XBLOCK_BYTES) stay in L1 while every 4-row block of the strip uses them;
 // - in a K block, 4-row blocks, each widened into an f32 panel and used by every 4-token tile.
-// Up to 16 tokens, the activations are first packed, 4 tokens at a time, in the panels' layout
-// (by widen_rows, as f32 rows: a token's activations are a row of `cols` floats), once per call: a tile's k step then reads two runs of 256 consecutive bytes, where
+// With bf16 weights (from 17 tokens; up to 16 eo512 serves them) the activations are always
+// packed, by pack_eo in the bf16 order. Otherwise, up to 16 tokens, the activations are first
+// packed, 4 tokens at a time, in the panels' layout (by widen_rows, as f32 rows: a token's
+// activations are a row of `cols` floats), once per call: a tile's k step then reads two runs of 256 consecutive bytes, where
 // in place it read the 4 tokens' rows (on 7B shapes 16 KiB apart: the same L1 sets) through
 // pointers the compiler kept on the stack. On Llama-2-7B shapes at 16 tokens, a step's matmuls
 // went 82-104 → 80-112 GFLOP/s (+6 to +12% in 8 of 10 alternating pairs, −2% and +1% in one
 // disturbed run; streamed); the panels' interleaved layout alone (activations in place, from 17
 // tokens) gave +5-7% at 64 tokens.
 // A tile's accumulators are kept in `saved` from one K block to the next. Each lane still sees
-// its 16-column chunks in the same order, so the K blocks do not change any result.
+// its column steps in the same order, so the K blocks do not change any result.
 // Prefetch: the next strip's cache lines are requested into L2, spread over this strip's tile
 // runs so that the stream from DRAM goes on during the FMAs (without it a batch-16 step's
 // matmuls took 14% longer on 7B shapes, 36% on SmolLM2's; tools/bench_matmul/run).
@@ -318,14 +403,18 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     size_t tb = (1u << 20) / (cols * sizeof(float));
     tb = tb < 4 ? 4 : tb > 96 ? 96 : tb - tb % 4;
     const size_t maxtiles = (tb + 3) / 4, tbn = n < tb ? n : tb;
-    // K block: a multiple of 16 columns; the rows' columns split into nkb nearly equal blocks.
+    // K block: a multiple of 16 columns (32 for bf16); the rows' columns split into nkb nearly
+    // equal blocks.
     // Up to 16 tokens, a K block's activations stay in L1 (the weight stream from memory keeps
     // L2 busy); with more, each weight is used often enough that reading them from L2 is fine,
     // and longer K blocks and strips save the accumulators' trips.
     const int few = tbn <= 16;
     size_t kbw = few ? GK_XBLOCK_BYTES / (tbn * sizeof(float)) : GK_KBLOCK;
+    // bf16 (its order, above): K blocks, and the packed activations, in whole 32-column chunks.
+    const int eo = t == GK_BF16;
+    const size_t al = eo ? 32 : 16;
     const size_t nkb = (cols + kbw - 1) / kbw;
-    kbw = ((cols + nkb - 1) / nkb + 15) & ~(size_t)15;
+    kbw = ((cols + nkb - 1) / nkb + al - 1) & ~(al - 1);
     // Strip: a multiple of 4 rows; its tiles' saved accumulators within 256 KiB.
     size_t S = (few ? GK_STRIP_BYTES : 4 * GK_STRIP_BYTES) / rb;
     if (nkb > 1 && S > 1024 / maxtiles) S = 1024 / maxtiles;
@@ -333,13 +422,15 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     // Two panels (4 rows × kbw columns), the packed activations (4 tokens × cols, rounded up to
     // 16 columns, per tile) and the saved accumulators.
     const size_t ps = 4 * kbw, nsaved = nkb > 1 ? S / 4 * maxtiles * 16 : 0;
-    const int packed = n <= 16;
-    const size_t xtile = packed ? 4 * ((cols + 15) & ~(size_t)15) : 0, ntiles = packed ? (n + 3) / 4 : 0;
+    const int packed = eo || n <= 16;
+    const size_t xtile = packed ? 4 * ((cols + al - 1) & ~(al - 1)) : 0, ntiles = packed ? (n + 3) / 4 : 0;
     float *panels = aligned_alloc(64, (2 * ps + ntiles * xtile) * sizeof(float) + nsaved * sizeof(__m512));
     if (!panels) return 0; // the caller falls back to the direct path
     float *cur = panels, *next = panels + ps, *xp = panels + 2 * ps;
     __m512 *saved = (__m512 *)(xp + ntiles * xtile);
-    if (packed)
+    if (eo)
+        pack_eo(x, ldx, n, cols, xp, xtile);
+    else if (packed)
         for (size_t j = 0; j < n; j += 4)
             widen_rows(GK_F32, (const char *)(x + j * ldx), ldx * sizeof(float), n - j < 4 ? (int)(n - j) : 4, xp + j / 4 * xtile, cols, 0, 4);
     widen_rows(t, w + r0 * rb, rb, r1 - r0 < 4 ? (int)(r1 - r0) : 4, cur, kbw < cols ? kbw : cols, 0, 4);
@@ -355,6 +446,8 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
             const size_t runs = nkb * blocks * (size_t)tiles;
             for (size_t kb = 0; kb < nkb; kb++) {
                 const size_t k0 = kb * kbw, kw = cols - k0 < kbw ? cols - k0 : kbw;
+                // bf16: the last block's panel and activations are zeros up to its next chunk.
+                const size_t kwt = eo ? (kw + 31) & ~(size_t)31 : kw;
                 for (size_t bi = 0; bi < blocks; bi++) {
                     const size_t r = s0 + 4 * bi;
                     const int rows = s1 - r < 4 ? (int)(s1 - r) : 4;
@@ -381,7 +474,7 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
                         const int first = kb == 0, last = kb + 1 == nkb;
                         // J and the activations' strides are constants in each inlined tile.
 #define PTILE(J)                                                                                       \
-    (packed ? ptile512(J, o, ldo, xj, 16, 64, cur, kw, rows, first, last, sv, pf + 64 * l0, l1 - l0)      \
+    (packed ? ptile512(J, o, ldo, xj, 16, 64, cur, kwt, rows, first, last, sv, pf + 64 * l0, l1 - l0)     \
             : ptile512(J, o, ldo, xj, ldx, 16, cur, kw, rows, first, last, sv, pf + 64 * l0, l1 - l0))
                         switch (J) {
                         case 4: PTILE(4); break;
@@ -397,6 +490,128 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
         }
     }
     free(panels);
+    return 1;
+}
+
+// Batched decode (6 to 16 tokens) with bf16 weights: no panel. A tile is 4 rows × 4 tokens, and
+// each k step widens the rows' next 32 columns in registers (one shift or mask per 16 values,
+// the bf16 order) and uses them for the tile's 4 tokens, whose activations are packed by
+// pack_eo: 8 ALU operations and 12 loads per 32 FMAs, and no stores. The panel path at 16 tokens
+// spent a fifth of its time widening rows into the panel, about half of it in the 64-byte
+// stores (removing only the stores, or only the loads of the rows, gave back about 10% each;
+// tools/bench_matmul/run, 7B shapes): this path reads each row's chunk once per 4-token tile,
+// from L2 for the first and L1 for the rest. The work order is the panel path's: strips of
+// about GK_STRIP_BYTES of rows (the next one prefetched into L2), K blocks whose packed
+// activations (about GK_EO_XBYTES) stay in L1 for every row block of the strip, each tile's
+// accumulators saved from one K block to the next.
+#ifndef GK_EO_XBYTES
+#define GK_EO_XBYTES 32768
+#endif
+// R ≤ 4 rows × J ≤ 4 tokens over nch chunks of 32 columns (`xq` at the tile's first chunk of
+// packed activations, `w` at row 0's first column); the last chunk has tailw columns when tailw
+// is not 0. Accumulators as in ptile512 (saved between K blocks, summed after the last).
+INLINE512 void eotile(int R, int J, float *out, size_t ldo, const float *xq, const char *w, size_t rb,
+                      size_t nch, int tailw, int first, int last, __m512 *save, const char *pf, size_t pfn) {
+    __m512 acc[16];
+    if (first) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
+    const size_t full = tailw ? nch - 1 : nch;
+    size_t i = 0;
+#define EO_TILE_CHUNK(REM)                                                                         \
+    do {                                                                                           \
+        __m512 we[4], wo[4];                                                                       \
+        for (int a = 0; a < R; a++) eo_split_w(w + a * rb + 64 * i, (REM), &we[a], &wo[a]);       \
+        const float *xc = xq + 128 * i;                                                            \
+        for (int b = 0; b < J; b++) {                                                              \
+            __m512 e = _mm512_load_ps(xc + 16 * b);                                                \
+            for (int a = 0; a < R; a++) acc[4 * a + b] = _mm512_fmadd_ps(we[a], e, acc[4 * a + b]); \
+        }                                                                                          \
+        for (int b = 0; b < J; b++) {                                                              \
+            __m512 o = _mm512_load_ps(xc + 64 + 16 * b);                                           \
+            for (int a = 0; a < R; a++) acc[4 * a + b] = _mm512_fmadd_ps(wo[a], o, acc[4 * a + b]); \
+        }                                                                                          \
+    } while (0)
+    for (; i < full; i++) {
+#ifndef GK_NO_PREFETCH
+        if (i < pfn) _mm_prefetch(pf + 64 * i, _MM_HINT_T2);
+#endif
+        EO_TILE_CHUNK(32);
+    }
+#ifndef GK_NO_PREFETCH
+    for (size_t q = i; q < pfn; q++) _mm_prefetch(pf + 64 * q, _MM_HINT_T2);
+#endif
+    if (i < nch) EO_TILE_CHUNK((size_t)tailw);
+#undef EO_TILE_CHUNK
+    if (!last) {
+        for (int q = 0; q < 16; q++) _mm512_store_ps((float *)(save + q), acc[q]);
+        return;
+    }
+    if (R == 4 && J == 4) {
+        float sums[16] __attribute__((aligned(64)));
+        _mm512_store_ps(sums, reduce16(acc)); // lane 4b + a: acc[4a + b]
+        for (int b = 0; b < 4; b++) _mm_storeu_ps(out + b * ldo, _mm_load_ps(sums + 4 * b));
+    } else
+        for (int a = 0; a < R; a++)
+            for (int b = 0; b < J; b++) out[b * ldo + a] = _mm512_reduce_add_ps(acc[4 * a + b]);
+}
+
+// Returns 0, having written nothing, when its scratch cannot be allocated.
+INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const char *w, size_t cols, size_t n,
+                    size_t r0, size_t r1) {
+    const size_t rb = cols * 2, C = (cols + 31) / 32, G = (n + 3) / 4, xtile = 128 * C;
+    size_t kbc = GK_EO_XBYTES / (G * 512); // chunks per K block: 512 bytes per chunk and tile
+    kbc = kbc < 1 ? 1 : kbc;
+    const size_t nkb = (C + kbc - 1) / kbc;
+    kbc = (C + nkb - 1) / nkb;
+    size_t S = GK_STRIP_BYTES / rb; // strip rows: a multiple of 4
+    S = S < 4 ? 4 : S > 256 ? 256 : S - S % 4;
+    const size_t blocks = S / 4;
+    float *xq = aligned_alloc(64, G * xtile * sizeof(float) + (nkb > 1 ? blocks * G * 16 * sizeof(__m512) : 0));
+    if (!xq) return 0;
+    __m512 *saved = (__m512 *)(xq + G * xtile);
+    pack_eo(x, ldx, n, cols, xq, xtile);
+    const int tailw = (int)(cols % 32);
+    for (size_t s0 = r0; s0 < r1; s0 += S) {
+        const size_t s1 = s0 + S < r1 ? s0 + S : r1, s2 = s1 + S < r1 ? s1 + S : r1;
+        const size_t nb = (s1 - s0 + 3) / 4;
+        // The next strip's lines, requested over this strip's tile runs.
+        const char *pf = w + s1 * rb;
+        const size_t lines = ((s2 - s1) * rb + 63) / 64, runs = nkb * nb * G;
+        for (size_t kb = 0; kb < nkb; kb++) {
+            const size_t c0 = kb * kbc, nc = C - c0 < kbc ? C - c0 : kbc;
+            const int tw = c0 + nc == C ? tailw : 0, first = kb == 0, last = kb + 1 == nkb;
+            for (size_t bi = 0; bi < nb; bi++) {
+                const size_t r = s0 + 4 * bi;
+                const int R = s1 - r < 4 ? (int)(s1 - r) : 4;
+                for (size_t g = 0; g < G; g++) {
+                    const size_t run = (kb * nb + bi) * G + g, l0 = lines * run / runs, l1 = lines * (run + 1) / runs;
+                    const int J = n - 4 * g < 4 ? (int)(n - 4 * g) : 4;
+                    float *o = out + 4 * g * ldo + r;
+                    const float *xg = xq + g * xtile + 128 * c0;
+                    const char *wr = w + r * rb + 64 * c0;
+                    __m512 *sv = saved + (bi * G + g) * 16;
+                    // R and J are constants in each inlined tile.
+#define EOT(RR, JJ) eotile(RR, JJ, o, ldo, xg, wr, rb, nc, tw, first, last, sv, pf + 64 * l0, l1 - l0)
+#define EOJ(RR)                                                                                    \
+    switch (J) {                                                                                   \
+    case 4: EOT(RR, 4); break;                                                                     \
+    case 3: EOT(RR, 3); break;                                                                     \
+    case 2: EOT(RR, 2); break;                                                                     \
+    default: EOT(RR, 1); break;                                                                    \
+    }
+                    switch (R) {
+                    case 4: EOJ(4) break;
+                    case 3: EOJ(3) break;
+                    case 2: EOJ(2) break;
+                    default: EOJ(1) break;
+                    }
+#undef EOJ
+#undef EOT
+                }
+            }
+        }
+    }
+    free(xq);
     return 1;
 }
 
@@ -418,17 +633,29 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
 // each 4-row block (in L1 after its first tile) used by every 4-token tile. Up to 5 tokens
 // this beats the panel path (a step's matmuls at 4 tokens: 7B shapes 134-146 -> 89-90 ms,
 // SmolLM2 25.5-28.8 -> 22.1-26.7 ms; at 5: 131-163 -> 111-127 and 26.9 -> 26.0 ms); from 6
-// it depends on the shape (7B 7-10% faster direct, SmolLM2 5-9% slower), so the panel path.
+// it depends on the shape (7B 7-10% faster direct, SmolLM2 5-9% slower), so the panel path;
+// with bf16 weights eo512 from 5 to 16 tokens (a step's matmuls at 5 tokens: 7B shapes 96 -> 86
+// ms, SmolLM2 24.2 -> 21.3 ms; at 4 the direct path stays ahead, 76 against 101 ms).
 #ifndef GK_DIRECT_MAX
 #define GK_DIRECT_MAX 5
+#endif
+#ifndef GK_EO_MIN
+#define GK_EO_MIN 5
 #endif
 #define DEF512(NAME, T)                                                                        \
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
                           size_t cols, size_t n, size_t r0, size_t r1) {                       \
         const char *w = (const char *)wp;                                                      \
+        if (T == GK_BF16 && n >= GK_EO_MIN && n <= 16 && eo512(out, ldo, x, ldx, w, cols, n, r0, r1)) \
+            return;                                                                            \
         if (n > GK_DIRECT_MAX && panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1)) return;    \
         const size_t rb = cols * esize(T);                                                     \
         size_t r = r0;                                                                         \
+        if (T == GK_BF16) {                                                                    \
+            for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512_eo, T, 4, 0, n, r);                \
+            for (; r < r1; r++) TOKEN_TILES(tile512_eo, T, 1, 0, n, r);                        \
+            return;                                                                            \
+        }                                                                                      \
         for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512, T, 4, 0, n, r);                       \
         for (; r < r1; r++) TOKEN_TILES(tile512, T, 1, 0, n, r);                               \
     }

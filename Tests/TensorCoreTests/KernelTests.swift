@@ -89,7 +89,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                     #expect(run(t..<(t + 1), threads: 1) == Array(all[(t * rows)..<((t + 1) * rows)]), "\(isa): token \(t) alone differs")
                 }
                 #expect(run(3..<6, threads: 1) == Array(all[(3 * rows)..<(6 * rows)]), "\(isa): batch of 3 differs")
-                // Up to 5 tokens the direct path, from 6 the panel path.
+                // Up to 5 tokens the direct path, from 6 the panel path; with bf16 weights from 5 to
+                // 16 tokens eo512 (4 rows × 4 tokens, no panel).
                 for (a, b) in [(0, 4), (1, 6), (4, 10)] {
                     #expect(run(a..<b, threads: 1) == Array(all[(a * rows)..<(b * rows)]), "\(isa): batch of \(b - a) differs")
                 }
