@@ -497,9 +497,11 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
 // each k step widens the rows' next 32 columns in registers (one shift or mask per 16 values,
 // the bf16 order) and uses them for the tile's 4 tokens, whose activations are packed by
 // pack_eo: 8 ALU operations and 12 loads per 32 FMAs, and no stores. The panel path at 16 tokens
-// spent a fifth of its time widening rows into the panel, about half of it in the 64-byte
-// stores (removing only the stores, or only the loads of the rows, gave back about 10% each;
-// tools/bench_matmul/run, 7B shapes): this path reads each row's chunk once per 4-token tile,
+// spent a sixth of its time widening rows into the panel (never re-widening it gave back 16%
+// streamed, 18% with the weights in L2; removing only the stores, or only the loads of the
+// rows, about 10% each in L2, 3% and 6% streamed; tools/bench_matmul/run, 7B shapes, patched
+// copies as bounds). A step's matmuls at 16 tokens went 148-159 -> 135-138 ms on 7B shapes and
+// 36.2 -> 33.3 ms on SmolLM2's. This path reads each row's chunk once per 4-token tile,
 // from L2 for the first and L1 for the rest. The work order is the panel path's: strips of
 // about GK_STRIP_BYTES of rows (the next one prefetched into L2), K blocks whose packed
 // activations (about GK_EO_XBYTES) stay in L1 for every row block of the strip, each tile's
