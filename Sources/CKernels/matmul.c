@@ -269,6 +269,26 @@ INLINE512 __m512 reduce16(const __m512 v[16]) {
     return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));
 }
 
+// A 4-row × 4-token tile's 16 accumulators (acc[4a + b]: row a, token b) over one K block: zero
+// in the first block, else loaded from `save`.
+INLINE512 void tile_acc_start(__m512 acc[16], int first, const __m512 *save) {
+    if (first) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
+}
+
+// After the tile's K block: saved for the next block, or after the last one summed (reduce16)
+// and the first `rows` rows of the first J tokens stored (token b at out + b * ldo).
+INLINE512 void tile_acc_finish(const __m512 acc[16], int last, __m512 *save, float *out, size_t ldo, int rows, int J) {
+    if (!last) {
+        for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(save + i), acc[i]);
+        return;
+    }
+    float sums[16] __attribute__((aligned(64)));
+    _mm512_store_ps(sums, reduce16(acc)); // lane 4b + a: acc[4a + b]
+    __mmask8 rm = (__mmask8)((1u << rows) - 1);
+    for (int b = 0; b < J; b++) _mm_mask_storeu_ps(out + b * ldo, rm, _mm_load_ps(sums + 4 * b));
+}
+
 // Widens rows [a0, a1) of a 4-row block's columns [0, kw) (`w` points at the block's first
 // column) into its panel, which interleaves the 4 rows one 16-lane column step at a time: row
 // a's step s at panel + (4s + a) * 16, so that a tile's k step reads 256 consecutive bytes. Step
@@ -288,14 +308,12 @@ INLINE512 void widen_rows(gk_dtype t, const char *w, size_t rb, int rows, float 
         }
         const char *src = w + a * rb;
         if (t == GK_BF16) {
-            // The bf16 order: chunk c's even columns are step 2c, its odd columns step 2c + 1,
-            // each widened by one shift or mask of the 64-byte load; the last chunk loaded masked.
-            const __m512i hm = _mm512_set1_epi32((int)0xFFFF0000u);
+            // The bf16 order: chunk c's even columns are step 2c, its odd columns step 2c + 1.
             for (; k < kw; k += 32) {
-                __m512i v = kw - k >= 32 ? _mm512_loadu_si512(src + k * 2)
-                                         : _mm512_maskz_loadu_epi16((__mmask32)((1ull << (kw - k)) - 1), src + k * 2);
-                _mm512_store_ps(d + 4 * k, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
-                _mm512_store_ps(d + 4 * k + 64, _mm512_castsi512_ps(_mm512_and_si512(v, hm)));
+                __m512 e, o;
+                eo_split_w(src + k * 2, kw - k, &e, &o);
+                _mm512_store_ps(d + 4 * k, e);
+                _mm512_store_ps(d + 4 * k + 64, o);
             }
             continue;
         }
@@ -318,8 +336,7 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
                         const float *panel, size_t kw, int rows, int first, int last,
                         __m512 *save, const char *pf, size_t pfn) {
     __m512 acc[16];
-    if (first) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-    else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
+    tile_acc_start(acc, first, save);
     const size_t steps = kw / 16;
     const float *p = panel, *xq = x;
     for (size_t i = 0; i < steps; i++, p += 64, xq += xk) {
@@ -351,14 +368,7 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
             acc[12 + b] = _mm512_fmadd_ps(w3, xv, acc[12 + b]);
         }
     }
-    if (!last) {
-        for (int i = 0; i < 16; i++) _mm512_store_ps((float *)(save + i), acc[i]);
-        return;
-    }
-    float sums[16] __attribute__((aligned(64)));
-    _mm512_store_ps(sums, reduce16(acc));
-    __mmask8 rm = (__mmask8)((1u << rows) - 1);
-    for (int b = 0; b < J; b++) _mm_mask_storeu_ps(out + b * ldo, rm, _mm_load_ps(sums + 4 * b));
+    tile_acc_finish(acc, last, save, out, ldo, rows, J);
 }
 
 #ifndef GK_XBLOCK_BYTES
@@ -511,12 +521,11 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
 #endif
 // R ≤ 4 rows × J ≤ 4 tokens over nch chunks of 32 columns (`xq` at the tile's first chunk of
 // packed activations, `w` at row 0's first column); the last chunk has tailw columns when tailw
-// is not 0. Accumulators as in ptile512 (saved between K blocks, summed after the last).
+// is not 0. Accumulators as in ptile512 (tile_acc_start, tile_acc_finish).
 INLINE512 void eotile(int R, int J, float *out, size_t ldo, const float *xq, const char *w, size_t rb,
                       size_t nch, int tailw, int first, int last, __m512 *save, const char *pf, size_t pfn) {
     __m512 acc[16];
-    if (first) for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-    else for (int i = 0; i < 16; i++) acc[i] = _mm512_load_ps((const float *)(save + i));
+    tile_acc_start(acc, first, save);
     const size_t full = tailw ? nch - 1 : nch;
     size_t i = 0;
 #define EO_TILE_CHUNK(REM)                                                                         \
@@ -544,17 +553,7 @@ INLINE512 void eotile(int R, int J, float *out, size_t ldo, const float *xq, con
 #endif
     if (i < nch) EO_TILE_CHUNK((size_t)tailw);
 #undef EO_TILE_CHUNK
-    if (!last) {
-        for (int q = 0; q < 16; q++) _mm512_store_ps((float *)(save + q), acc[q]);
-        return;
-    }
-    if (R == 4 && J == 4) {
-        float sums[16] __attribute__((aligned(64)));
-        _mm512_store_ps(sums, reduce16(acc)); // lane 4b + a: acc[4a + b]
-        for (int b = 0; b < 4; b++) _mm_storeu_ps(out + b * ldo, _mm_load_ps(sums + 4 * b));
-    } else
-        for (int a = 0; a < R; a++)
-            for (int b = 0; b < J; b++) out[b * ldo + a] = _mm512_reduce_add_ps(acc[4 * a + b]);
+    tile_acc_finish(acc, last, save, out, ldo, R, J);
 }
 
 // Returns 0, having written nothing, when its scratch cannot be allocated.

@@ -38,7 +38,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
             // The last three: K blocks, strips (one of 2 rows) and their prefetches in the panel path;
             // two token blocks (60 + 10 tokens of 4100 columns) in the panel and AVX2 paths; two
-            // token blocks of packed activations (12 + 4 tokens of 20000 columns).
+            // token blocks of packed activations (12 + 4 tokens of 20000 columns; with bf16
+            // weights, eo512's 40 K blocks).
             for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (11, 40, 5), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40), (9, 4100, 70), (9, 20000, 16)] {
                 let (bytes, exact) = makeWeights(dtype, rows: rows, cols: cols, seed: UInt64(rows * 1000 + cols))
                 let x = (0..<(n * cols)).map { Float(($0 * 37) % 23) / 11 - 1 }
