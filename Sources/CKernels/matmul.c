@@ -405,10 +405,17 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
 // Against the order before 2026-11-24 (4-row blocks streamed down the whole matrix, every K
 // block of the activations read from L2 for each block): a batch-16 step's matmuls on
 // Llama-2-7B shapes 80 → 100 GFLOP/s, 64 tokens +14%, SmolLM2 +0-8%.
+// The lines a strip path prefetches during its last strip: the start of what the caller says the
+// next product reads (gk_matmul_next: `nx`, `nxb` bytes), up to a strip's worth; none without.
+static inline size_t next_lines(const char *nx, size_t nxb) {
+    if (!nx) return 0;
+    return ((nxb < GK_STRIP_BYTES ? nxb : GK_STRIP_BYTES) + 63) / 64;
+}
+
 // Returns 0, having written nothing, when its scratch cannot be allocated (it used to return
 // leaving the outputs unwritten); the caller then takes the direct path, which needs none.
 INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
-                        const char *w, size_t cols, size_t n, size_t r0, size_t r1) {
+                        const char *w, size_t cols, size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) {
     const size_t es = esize(t), rb = cols * es;
     size_t tb = (1u << 20) / (cols * sizeof(float));
     tb = tb < 4 ? 4 : tb > 96 ? 96 : tb - tb % 4;
@@ -447,9 +454,10 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     for (size_t s0 = r0; s0 < r1; s0 += S) {
         const size_t s1 = s0 + S < r1 ? s0 + S : r1, s2 = s1 + S < r1 ? s1 + S : r1;
         const size_t blocks = (s1 - s0 + 3) / 4;
-        // The next strip's lines, requested over this strip's first token block.
-        const char *pf = w + s1 * rb;
-        const size_t lines = ((s2 - s1) * rb + 63) / 64;
+        // The next strip's lines (in the last strip, the next product's), requested over this
+        // strip's first token block.
+        const char *pf = s1 < r1 ? w + s1 * rb : nx;
+        const size_t lines = s1 < r1 ? ((s2 - s1) * rb + 63) / 64 : next_lines(nx, nxb);
         for (size_t j0 = 0; j0 < n; j0 += tb) {
             const size_t jn = n - j0 < tb ? n - j0 : tb;
             const int tiles = (int)((jn + 3) / 4);
@@ -558,7 +566,7 @@ INLINE512 void eotile(int R, int J, float *out, size_t ldo, const float *xq, con
 
 // Returns 0, having written nothing, when its scratch cannot be allocated.
 INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const char *w, size_t cols, size_t n,
-                    size_t r0, size_t r1) {
+                    size_t r0, size_t r1, const char *nx, size_t nxb) {
     const size_t rb = cols * 2, C = (cols + 31) / 32, G = (n + 3) / 4, xtile = 128 * C;
     size_t kbc = GK_EO_XBYTES / (G * 512); // chunks per K block: 512 bytes per chunk and tile
     kbc = kbc < 1 ? 1 : kbc;
@@ -575,9 +583,10 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
     for (size_t s0 = r0; s0 < r1; s0 += S) {
         const size_t s1 = s0 + S < r1 ? s0 + S : r1, s2 = s1 + S < r1 ? s1 + S : r1;
         const size_t nb = (s1 - s0 + 3) / 4;
-        // The next strip's lines, requested over this strip's tile runs.
-        const char *pf = w + s1 * rb;
-        const size_t lines = ((s2 - s1) * rb + 63) / 64, runs = nkb * nb * G;
+        // The next strip's lines (in the last strip, the next product's), requested over this
+        // strip's tile runs.
+        const char *pf = s1 < r1 ? w + s1 * rb : nx;
+        const size_t lines = s1 < r1 ? ((s2 - s1) * rb + 63) / 64 : next_lines(nx, nxb), runs = nkb * nb * G;
         for (size_t kb = 0; kb < nkb; kb++) {
             const size_t c0 = kb * kbc, nc = C - c0 < kbc ? C - c0 : kbc;
             const int tw = c0 + nc == C ? tailw : 0, first = kb == 0, last = kb + 1 == nkb;
@@ -645,11 +654,11 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
 #endif
 #define DEF512(NAME, T)                                                                        \
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
-                          size_t cols, size_t n, size_t r0, size_t r1) {                       \
+                          size_t cols, size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) { \
         const char *w = (const char *)wp;                                                      \
-        if (T == GK_BF16 && n >= GK_EO_MIN && n <= 16 && eo512(out, ldo, x, ldx, w, cols, n, r0, r1)) \
+        if (T == GK_BF16 && n >= GK_EO_MIN && n <= 16 && eo512(out, ldo, x, ldx, w, cols, n, r0, r1, nx, nxb)) \
             return;                                                                            \
-        if (n > GK_DIRECT_MAX && panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1)) return;    \
+        if (n > GK_DIRECT_MAX && panel512(T, out, ldo, x, ldx, w, cols, n, r0, r1, nx, nxb)) return; \
         const size_t rb = cols * esize(T);                                                     \
         size_t r = r0;                                                                         \
         if (T == GK_BF16) {                                                                    \
@@ -751,14 +760,20 @@ void gk_matmul(gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
 
 void gk_matmul_at(int lvl, gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
                   const void *w, size_t cols, size_t n, size_t r0, size_t r1) {
+    gk_matmul_next(lvl, t, out, ldo, x, ldx, w, cols, n, r0, r1, NULL, 0);
+}
+
+void gk_matmul_next(int lvl, gk_dtype t, float *out, size_t ldo, const float *x, size_t ldx,
+                    const void *w, size_t cols, size_t n, size_t r0, size_t r1, const void *next, size_t next_bytes) {
     if (n == 0 || r1 <= r0) return;
+    const char *nx = (const char *)next;
     if (lvl > detect_level() || lvl < LEVEL_SCALAR) lvl = detect_level();
     switch (lvl) {
     case LEVEL_AVX512:
         switch (t) {
-        case GK_BF16: mm512_bf16(out, ldo, x, ldx, w, cols, n, r0, r1); return;
-        case GK_F16: mm512_f16(out, ldo, x, ldx, w, cols, n, r0, r1); return;
-        default: mm512_f32(out, ldo, x, ldx, w, cols, n, r0, r1); return;
+        case GK_BF16: mm512_bf16(out, ldo, x, ldx, w, cols, n, r0, r1, nx, next_bytes); return;
+        case GK_F16: mm512_f16(out, ldo, x, ldx, w, cols, n, r0, r1, nx, next_bytes); return;
+        default: mm512_f32(out, ldo, x, ldx, w, cols, n, r0, r1, nx, next_bytes); return;
         }
     case LEVEL_AVX2:
         switch (t) {

@@ -156,9 +156,9 @@ public final class Model: @unchecked Sendable {
                     // a = x + o·Attn(q, k, v)(norm1(x))
                     normalize(h, x, segments: segments, base: layer.attnNorm) { $0.vectors.attnNorm[li] }
                     prof?.mark(.norms)
-                    project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments)
+                    project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments, next: layer.matrix(.k))
                     prof?.mark(.q)
-                    project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments)
+                    project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments, next: layer.matrix(.v))
                     prof?.mark(.k)
                     project(v, ldo: kvDim, h, ldx: d, layer: li, .v, segments: segments)
                     prof?.mark(.v)
@@ -212,7 +212,7 @@ public final class Model: @unchecked Sendable {
                     }
                     prof?.mark(.attention)
                     trace?.attentionMix?(li, att)
-                    project(tmp, ldo: d, att, ldx: qDim, layer: li, .o, segments: segments)
+                    project(tmp, ldo: d, att, ldx: qDim, layer: li, .o, segments: segments, next: layer.matrix(.gate))
                     prof?.mark(.o)
                     addRows(x, tmp, rows: rows, width: d)
                     prof?.mark(.residual)
@@ -221,16 +221,17 @@ public final class Model: @unchecked Sendable {
                     // y = a + down·(silu(gate·u) ⊙ (up·u)), u = norm2(a)
                     normalize(h, x, segments: segments, base: layer.mlpNorm) { $0.vectors.mlpNorm[li] }
                     prof?.mark(.norms)
-                    project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments)
+                    project(gate, ldo: f, h, ldx: d, layer: li, .gate, segments: segments, next: layer.matrix(.up))
                     prof?.mark(.gate)
-                    project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments)
+                    project(up, ldo: f, h, ldx: d, layer: li, .up, segments: segments, next: layer.matrix(.down))
                     prof?.mark(.up)
                     forRows(rows) { range in
                         for r in range { swiGLU(gate + r * f, up + r * f, count: f) }
                     }
                     prof?.mark(.swiglu)
                     trace?.ffnCoefficients?(li, gate)
-                    project(tmp, ldo: d, gate, ldx: f, layer: li, .down, segments: segments)
+                    project(tmp, ldo: d, gate, ldx: f, layer: li, .down, segments: segments,
+                            next: li + 1 < weights.layers.count ? weights.layers[li + 1].matrix(.q) : weights.lmHead)
                     prof?.mark(.down)
                     addRows(x, tmp, rows: rows, width: d)
                     prof?.mark(.residual)
@@ -297,13 +298,15 @@ public final class Model: @unchecked Sendable {
     /// segment's variant applied: merged variants use their private copy for their rows; the
     /// unmerged ones add ΔW·x after the shared base product (DESIGN.md, Deltas and variants).
     /// Each row's result depends only on that row and its variant, never on its companions.
+    /// `next`: the base matrix the forward multiplies by after this one (its start is prefetched
+    /// during this product: gk_matmul_next); v has none, attention coming between.
     private func project(_ out: UnsafeMutablePointer<Float>, ldo: Int, _ x: UnsafeMutablePointer<Float>, ldx: Int,
-                         layer li: Int, _ module: LayerModule, segments: [Segment]) {
+                         layer li: Int, _ module: LayerModule, segments: [Segment], next: WeightMatrix? = nil) {
         let base = weights.layers[li].matrix(module)
         let rows = segments.last?.rows.upperBound ?? 0
         let anyMerged = segments.contains { $0.variant?.mergedMatrices[li][module] != nil }
         if !anyMerged {
-            matmul(out, ldo: ldo, x, ldx: ldx, n: rows, base, pool: pool)
+            matmul(out, ldo: ldo, x, ldx: ldx, n: rows, base, pool: pool, next: next)
         } else {
             // Consecutive segments on the same matrix share one product.
             var start = 0

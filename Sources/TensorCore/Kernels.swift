@@ -6,20 +6,29 @@ import CKernels
 /// output rows. Each element's reduction order is independent of n and of the split.
 public func matmul(_ out: UnsafeMutablePointer<Float>, ldo: Int,
                    _ x: UnsafePointer<Float>, ldx: Int, n: Int,
-                   _ w: WeightMatrix, pool: WorkerPool) {
+                   _ w: WeightMatrix, pool: WorkerPool, next: WeightMatrix? = nil) {
     guard n > 0 else { return }
     // Chunks of whole 16-row blocks keep the tiles full; tiny matrices run on one thread.
     let work = w.rows * w.cols * max(n, 1)
     let level = gk_current_level()   // the submitting thread's kernels, also on the workers
+    let t = w.kernelType
+    // `next`: the matrix the caller multiplies by next. Each chunk is told the same share of its
+    // rows (gk_matmul_next prefetches their start during its last strip; a hint, no results change).
+    func run(_ rows: Range<Int>) {
+        var hint: UnsafeRawPointer? = nil, hintBytes = 0
+        if let next {
+            let rowBytes = next.cols * next.dtype.size
+            let lo = rows.lowerBound * next.rows / w.rows, hi = rows.upperBound * next.rows / w.rows
+            hint = next.base + lo * rowBytes
+            hintBytes = (hi - lo) * rowBytes
+        }
+        gk_matmul_next(level, t, out, ldo, x, ldx, w.base, w.cols, n, rows.lowerBound, rows.upperBound, hint, hintBytes)
+    }
     if work < 1 << 16 || pool.threads == 1 {
-        gk_matmul_at(level, w.kernelType, out, ldo, x, ldx, w.base, w.cols, n, 0, w.rows)
+        run(0..<w.rows)
         return
     }
-    let t = w.kernelType
-    nonisolated(unsafe) let o = out
-    pool.parallelFor(w.rows, granularity: 16) { range in
-        gk_matmul_at(level, t, o, ldo, x, ldx, w.base, w.cols, n, range.lowerBound, range.upperBound)
-    }
+    pool.parallelFor(w.rows, granularity: 16) { range in run(range) }
 }
 
 /// out[n] = x[n] / sqrt(mean(x²) + eps) ⊙ weight

@@ -102,6 +102,39 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         }
     }
 
+    /// `next` (the matrix multiplied by after this one) only moves its first lines toward the
+    /// cache: every path, split and ISA gives the same bits with it as without, whatever it points
+    /// at (a matrix of another shape and dtype, more bytes than the kernels prefetch).
+    @Test(arguments: [DType.bf16, .f32])
+    func nextMatrixHintChangesNoResult(dtype: DType) {
+        defer { forceKernels(nil) }
+        let (rows, cols) = (70, 1000)
+        let (bytes, _) = makeWeights(dtype, rows: rows, cols: cols, seed: 5)
+        let (nextBytes, _) = makeWeights(.bf16, rows: 300, cols: 600, seed: 6)
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+            for n in [1, 4, 5, 8, 16, 17, 40] {
+                let x = (0..<(n * cols)).map { Float(($0 * 29) % 17) / 5 - 1.5 }
+                for threads in [1, 2] {
+                    func run(hint: Bool) -> [Float] {
+                        var out = [Float](repeating: .nan, count: n * rows)
+                        bytes.withUnsafeBytes { w in
+                            nextBytes.withUnsafeBytes { nw in
+                                let m = WeightMatrix(dtype: dtype, rows: rows, cols: cols, base: w.baseAddress!)
+                                let next = WeightMatrix(dtype: .bf16, rows: 300, cols: 600, base: nw.baseAddress!)
+                                matmul(&out, ldo: rows, x, ldx: cols, n: n, m, pool: WorkerPool(threads: threads), next: hint ? next : nil)
+                            }
+                        }
+                        return out
+                    }
+                    let plain = run(hint: false)
+                    #expect(!plain.contains { $0.isNaN }, "\(isa) \(dtype) n=\(n): outputs left unwritten")
+                    let same = run(hint: true) == plain
+                    #expect(same, "\(isa) \(dtype) n=\(n), \(threads) threads: the next-matrix hint changed results")
+                }
+            }
+        }
+    }
+
     @Test func unalignedWeightsAreRead() {
         let (bytes, exact) = makeWeights(.bf16, rows: 4, cols: 40, seed: 3)
         let shifted = [UInt8(0)] + bytes            // odd address for 2-byte elements

@@ -15,6 +15,8 @@
 
 typedef void (*matmul_at_fn)(int, int, float *, size_t, const float *, size_t, const void *, size_t, size_t,
                              size_t, size_t);
+typedef void (*matmul_next_fn)(int, int, float *, size_t, const float *, size_t, const void *, size_t, size_t,
+                               size_t, size_t, const void *, size_t);
 
 #include "timing.h"
 
@@ -41,10 +43,15 @@ int main(int argc, char **argv) {
     }
     const int builds = argc - arg;
     if (builds < 1 || builds > 16 || repeats < 1) { fprintf(stderr, "1 to 16 builds, repeats >= 1\n"); return 2; }
+    // A build with gk_matmul_next is told each product's next matrix, as Model.forward tells it
+    // (not after v, which attention follows, nor after the lm head); older builds have no hint.
     matmul_at_fn fn[16];
+    matmul_next_fn fnext[16];
     for (int i = 0; i < builds; i++) {
         void *h = dlopen(argv[arg + i], RTLD_NOW | RTLD_LOCAL);
         if (!h || !(fn[i] = (matmul_at_fn)dlsym(h, "gk_matmul_at"))) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+        fnext[i] = (matmul_next_fn)dlsym(h, "gk_matmul_next");
+        if (fnext[i]) printf("%s: told the next matrix (gk_matmul_next)\n", argv[arg + i]);
     }
     // --l3: one layer (no lm head), repeated, so that the weights stay in the last-level cache.
     // --l2: the first rows (64, or 512 KiB of them) of each of one layer's matrices, each
@@ -94,8 +101,14 @@ int main(int argc, char **argv) {
             for (size_t it = 0; it < (l2 ? 1 : inner); it++)
                 for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++) {
                     double t1 = now();
+                    const size_t here = m[i][0] * m[i][1];
+                    const int hint = fnext[b] && !l2 && i + 1 < count && i % 7 != 2;
                     for (size_t rep = 0; rep < (l2 ? inner : 1); rep++)
-                        fn[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
+                        if (hint)
+                            fnext[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0], w + off + here,
+                                     m[i + 1][0] * m[i + 1][1] * 2);
+                        else
+                            fn[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0]);
                     role[((size_t)b * repeats + r) * 8 + (i == count - 1 && !l3 ? 7 : i % 7)] += (now() - t1) / inner;
                 }
             t[b * repeats + r] = (now() - t0) / inner;

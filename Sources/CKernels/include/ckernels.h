@@ -35,6 +35,15 @@ void gk_matmul(gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ld
 void gk_matmul_at(int level, gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ldx,
                   const void *w, size_t cols, size_t n, size_t r0, size_t r1);
 
+/// gk_matmul_at, told that the next product on this thread reads `next_bytes` from `next` (the
+/// rows of the next weight matrix this thread will take): the strip paths (5 tokens and more)
+/// request the first of those lines into L2 during their last strip, as they do each next strip
+/// of this matrix, so the next product does not start on a cold stream. A hint only: nothing is
+/// read through it, results are those of gk_matmul_at, and a wrong or NULL `next` costs at most
+/// the prefetched lines.
+void gk_matmul_next(int level, gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ldx,
+                    const void *w, size_t cols, size_t n, size_t r0, size_t r1, const void *next, size_t next_bytes);
+
 /// dst[i] = (float)src[i] for i < n (embedding rows, norms).
 void gk_widen(gk_dtype dtype, float *dst, const void *src, size_t n);
 
