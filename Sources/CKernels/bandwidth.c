@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "fma_loop.h"
 #include <immintrin.h>
 
 __attribute__((target("avx512f")))
@@ -72,4 +73,15 @@ float gk_read_bytes_streams(const void *p, size_t n, int streams, size_t prefetc
     gk_cpu_features f = gk_detect_cpu();
     if (f.avx512f && streams > 1) return read512_streams(p, n, streams, prefetch);
     return gk_read_bytes(p, n);
+}
+
+FMA_PEAK(fma_loop512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16, "+v")
+FMA_PEAK(fma_loop256, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, 8, "+x")
+
+double gk_fma_rate(void) {
+    switch (gk_current_level()) {
+    case 2: return fma_loop512();
+    case 1: return fma_loop256();
+    default: return 0;
+    }
 }

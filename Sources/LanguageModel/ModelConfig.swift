@@ -25,6 +25,15 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }
 
+    /// Matmul FLOPs of one decode step of `batch` sequences, 2 per multiply-add: every layer's
+    /// seven projections and the lm head, once per sequence (attention's dot products not
+    /// counted). `graft bench` sets it against the FMA-only loop's rate (the compute bound).
+    public func decodeMatmulFLOPs(batch: Int) -> Double {
+        let d = Double(hiddenSize), f = Double(intermediateSize)
+        let perLayer = 2 * (d * Double(qDim) + 2 * d * Double(kvDim) + Double(qDim) * d + 3 * d * f)
+        return Double(batch) * (Double(layers) * perLayer + 2 * d * Double(vocabSize))
+    }
+
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
         case architectures

@@ -53,6 +53,24 @@ public enum Probes {
         }
     }
 
+    /// FLOP/s of the FMA-only loop (gk_fma_rate: the cores' f32 FMA rate at the kernels' vector
+    /// width) on each of `threads` pool threads at once, summed; the median of `repeats`. 0 with
+    /// the scalar kernels. The compute reference of batched decode.
+    public static func fmaRate(threads: Int, repeats: Int = 3) -> Double {
+        let pool = WorkerPool(threads: threads)
+        let rates: [Double] = (0..<max(1, repeats)).map { _ in
+            let sums = UnsafeMutablePointer<Double>.allocate(capacity: threads)
+            defer { sums.deallocate() }
+            sums.initialize(repeating: 0, count: threads)
+            nonisolated(unsafe) let out = sums
+            pool.parallelFor(threads) { range in
+                for t in range { out[t] = gk_fma_rate() }
+            }
+            return (0..<threads).reduce(0) { $0 + sums[$1] }
+        }
+        return median(rates) * 1e9
+    }
+
     /// FLOP/s of OpenBLAS sgemm C[m,n] = A[m,k]·B[k,n] at `threads` OpenBLAS threads; median.
     public static func sgemmRate(m: Int, n: Int, k: Int, threads: Int, repeats: Int = 5) -> Double {
         let a = [Float](repeating: 0.5, count: m * k)

@@ -132,6 +132,8 @@ struct BenchCommand: ParsableCommand {
                         let patterns = Probes.readBandwidthPatterns(bytes: probeBytes, threads: t, repeats: 3)
                         let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
                         let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
+                        // And the cores' FMA rate: a batch's matmuls are compute-bound.
+                        let fmaRate = b > 1 ? Probes.fmaRate(threads: t) : 0
                         var times: [Double] = [], cpuTimes: [Double] = [], pairRatios: [Double] = [], singleTimes: [Double] = []
                         for _ in 0..<max(1, repeats) {
                             if let paired { singleTimes.append(try Probes.seconds { for step in 0..<steps { try paired(step) } }) }
@@ -165,6 +167,14 @@ struct BenchCommand: ParsableCommand {
                         // per thread (a STREAM-like read, the probe before 2026-11-24) for comparison.
                         if b == 1 { line += String(format: "  [one-stream probe %.1f GB/s → %.1f%%]", oneStream / 1e9, 100 * weightBytes / oneStream / perStep) }
                         print(line)
+                        // A batch's matmul FLOPs at the FMA-only loop's rate: what the step would
+                        // take if its matmuls ran at that rate and nothing else took time.
+                        let flops = m.config.decodeMatmulFLOPs(batch: b)
+                        let computeBound = fmaRate > 0 ? flops / fmaRate : 0
+                        if computeBound > 0 {
+                            print(String(format: "  compute bound: %.2f GFLOP of matmuls per step at the FMA-only loop's %.1f GFLOP/s (%d thread%@) = %.2f ms; the step takes %.2f× that (matmuls at most %.1f%% of the loop's rate)",
+                                         flops / 1e9, fmaRate / 1e9, t, t == 1 ? "" : "s", computeBound * 1e3, perStep / computeBound, 100 * computeBound / perStep))
+                        }
                         if profile {
                             let p = ForwardProfile()
                             m.profile = p
@@ -175,6 +185,8 @@ struct BenchCommand: ParsableCommand {
                         records.append(["kind": "decode", "dtype": wdtype, "kv_cache_dtype": kvType.rawValue, "context": context, "threads": t, "batch": b, "tokens_per_s": throughput,
                                         "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "one_stream_gbps": oneStream / 1e9, "bound_ms": bound * 1e3,
                                         "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1,
+                                        "matmul_gflop_per_step": flops / 1e9, "fma_loop_gflops": fmaRate > 0 ? fmaRate / 1e9 : NSNull() as Any,
+                                        "compute_bound_ms": computeBound > 0 ? computeBound * 1e3 : NSNull() as Any,
                                         "paired_speedup_vs_batch1": pairRatios.isEmpty ? NSNull() : Probes.median(pairRatios) as Any,
                                         "paired_batch1_ms_per_step": singleTimes.isEmpty ? NSNull() : Probes.median(singleTimes) / Double(steps) * 1e3 as Any])
                     }

@@ -1,5 +1,6 @@
 import Foundation
 import LanguageModel
+import TensorCore
 import Testing
 
 @Suite struct ConfigTests {
@@ -10,6 +11,19 @@ import Testing
     }
 
     let base = #""model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 100"#
+
+    /// The bench's compute bound counts exactly the multiply-adds of the matrices a decode step
+    /// multiplies by: every layer's seven and the lm head (tied or not, GQA or not).
+    @Test(arguments: ["llama-tiny-f32", "qwen2-tiny-bf16", "llama3-tiny-f16"])
+    func decodeMatmulFLOPsCountEveryMatrix(fixture: String) throws {
+        let model = try Model.load(directory: fixturesDirectory + "/models/" + fixture, pool: WorkerPool(threads: 1))
+        let w = model.weights
+        var macs = w.lmHead.rows * w.lmHead.cols
+        for layer in w.layers {
+            for module in LayerModule.allCases { macs += layer.matrix(module).rows * layer.matrix(module).cols }
+        }
+        #expect(model.config.decodeMatmulFLOPs(batch: 3) == Double(2 * 3 * macs))
+    }
 
     @Test func legacyAndNewRoPEFormsAgree() throws {
         let legacy = try decode("{\(base), \"rope_theta\": 500000.0, \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}}")

@@ -335,6 +335,9 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     @Test func probesMeasureSomething() {
         #expect(Probes.readBandwidth(bytes: 8 << 20, threads: 1, repeats: 1) > 1e8)
         #expect(Probes.sgemmRate(m: 64, n: 64, k: 64, threads: 1, repeats: 1) > 1e7)
+        // The FMA-only loop: zero only with the scalar kernels (no vector FMA to time).
+        let fma = Probes.fmaRate(threads: 2, repeats: 1)
+        #expect(SystemInfo.kernelName == "scalar" ? fma == 0 : fma > 1e9)
         #expect(Probes.median([3, 1, 2]) == 2 && Probes.median([4, 1, 2, 3]) == 2.5)
     }
 }

@@ -75,6 +75,11 @@ float gk_read_bytes(const void *p, size_t n);
 /// multiple of 256·streams.
 float gk_read_bytes_streams(const void *p, size_t n, int streams, size_t prefetch);
 
+/// GFLOP/s of an FMA-only loop (12 independent chains, nothing else: the core's f32 FMA rate) on
+/// the calling thread, at its kernel level's width (zmm for AVX-512, ymm for AVX2); 0 for the
+/// scalar kernels. About 0.05 s. The compute reference of batched decode in the benchmarks.
+double gk_fma_rate(void);
+
 /// The host's worker pool (the caller plus threads-1 workers). Not reentrant: one task at a
 /// time per pool, submitted from one thread.
 typedef struct gk_pool gk_pool;
