@@ -569,11 +569,56 @@ INLINE512 void eotile(int R, int J, float *out, size_t ldo, const float *xq, con
     tile_acc_finish(acc, last, save, out, ldo, R, J);
 }
 
+// One tile run of eo512: rows [r, r + 4) ∩ the strip's [.., s1) for token group g over K block kb
+// (its nc chunks from chunk c0), prefetching lines [l0, l1) of pf.
+INLINE512 void eo_run(float *out, size_t ldo, const float *xq, size_t xtile, const char *w, size_t rb, size_t n,
+                      size_t C, size_t kbc, size_t nkb, int tailw, __m512 *saved, size_t G, size_t s0, size_t s1,
+                      size_t g, size_t kb, size_t bi, const char *pf, size_t l0, size_t l1) {
+    const size_t c0 = kb * kbc, nc = C - c0 < kbc ? C - c0 : kbc;
+    const int tw = c0 + nc == C ? tailw : 0, first = kb == 0, last = kb + 1 == nkb;
+    const size_t r = s0 + 4 * bi;
+    const int R = s1 - r < 4 ? (int)(s1 - r) : 4;
+    const int J = n - 4 * g < 4 ? (int)(n - 4 * g) : 4;
+    float *o = out + 4 * g * ldo + r;
+    const float *xg = xq + g * xtile + 128 * c0;
+    const char *wr = w + r * rb + 64 * c0;
+    __m512 *sv = saved + (bi * G + g) * 16;
+    // R and J are constants in each inlined tile.
+#define EOT(RR, JJ) eotile(RR, JJ, o, ldo, xg, wr, rb, nc, tw, first, last, sv, pf + 64 * l0, l1 - l0)
+#define EOJ(RR)                                                                                    \
+    switch (J) {                                                                                   \
+    case 4: EOT(RR, 4); break;                                                                     \
+    case 3: EOT(RR, 3); break;                                                                     \
+    case 2: EOT(RR, 2); break;                                                                     \
+    default: EOT(RR, 1); break;                                                                    \
+    }
+    switch (R) {
+    case 4: EOJ(4) break;
+    case 3: EOJ(3) break;
+    case 2: EOJ(2) break;
+    default: EOJ(1) break;
+    }
+#undef EOJ
+#undef EOT
+}
+
 // Returns 0, having written nothing, when its scratch cannot be allocated.
 INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const char *w, size_t cols, size_t n,
                     size_t r0, size_t r1, const char *nx, size_t nxb) {
     const size_t rb = cols * 2, C = (cols + 31) / 32, G = (n + 3) / 4, xtile = 128 * C;
-    size_t kbc = GK_EO_XBYTES / (G * 512); // chunks per K block: 512 bytes per chunk and tile
+    // K blocks of every token group's activations within the budget, the groups innermost, so
+    // that a 4-row block's weights come from L2 once and serve every group from L1. But when
+    // that needs K blocks and one group's whole rows fit the budget (SmolLM2's 576 and 1536
+    // columns at 13-16 tokens, not 7B's 4096), the groups go outermost and there are none: a
+    // group's activations stay in L1 while the strip's row blocks pass, the strip coming from L2
+    // once per group, and each run covers whole rows (no accumulators saved and reloaded).
+    // tools/bench_matmul/run, SmolLM2 at 16 tokens, five alternating pairs: 34.8-37.9 →
+    // 33.8-35.2 ms in four, 36.5 → 38.2 in one; 5, 8 and 12 tokens (no change of order there)
+    // equal. Groups outermost with K blocks (7B shapes) or without the first condition (5 and 8
+    // tokens, where the strip's extra passes cost more than the K blocks saved) was slower.
+    const size_t kball = GK_EO_XBYTES / (G * 512); // chunks per K block: 512 bytes per chunk and tile
+    const int gout = C > kball && C <= GK_EO_XBYTES / 512;
+    size_t kbc = gout ? C : kball;
     kbc = kbc < 1 ? 1 : kbc;
     const size_t nkb = (C + kbc - 1) / kbc;
     kbc = (C + nkb - 1) / nkb;
@@ -592,39 +637,18 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
         // strip's tile runs.
         const char *pf = s1 < r1 ? w + s1 * rb : nx;
         const size_t lines = s1 < r1 ? ((s2 - s1) * rb + 63) / 64 : next_lines(nx, nxb), runs = nkb * nb * G;
-        for (size_t kb = 0; kb < nkb; kb++) {
-            const size_t c0 = kb * kbc, nc = C - c0 < kbc ? C - c0 : kbc;
-            const int tw = c0 + nc == C ? tailw : 0, first = kb == 0, last = kb + 1 == nkb;
-            for (size_t bi = 0; bi < nb; bi++) {
-                const size_t r = s0 + 4 * bi;
-                const int R = s1 - r < 4 ? (int)(s1 - r) : 4;
-                for (size_t g = 0; g < G; g++) {
-                    const size_t run = (kb * nb + bi) * G + g, l0 = lines * run / runs, l1 = lines * (run + 1) / runs;
-                    const int J = n - 4 * g < 4 ? (int)(n - 4 * g) : 4;
-                    float *o = out + 4 * g * ldo + r;
-                    const float *xg = xq + g * xtile + 128 * c0;
-                    const char *wr = w + r * rb + 64 * c0;
-                    __m512 *sv = saved + (bi * G + g) * 16;
-                    // R and J are constants in each inlined tile.
-#define EOT(RR, JJ) eotile(RR, JJ, o, ldo, xg, wr, rb, nc, tw, first, last, sv, pf + 64 * l0, l1 - l0)
-#define EOJ(RR)                                                                                    \
-    switch (J) {                                                                                   \
-    case 4: EOT(RR, 4); break;                                                                     \
-    case 3: EOT(RR, 3); break;                                                                     \
-    case 2: EOT(RR, 2); break;                                                                     \
-    default: EOT(RR, 1); break;                                                                    \
-    }
-                    switch (R) {
-                    case 4: EOJ(4) break;
-                    case 3: EOJ(3) break;
-                    case 2: EOJ(2) break;
-                    default: EOJ(1) break;
-                    }
-#undef EOJ
-#undef EOT
-                }
-            }
+#define EO_RUN(G_, KB, BI, RUN)                                                                    \
+    eo_run(out, ldo, xq, xtile, w, rb, n, C, kbc, nkb, tailw, saved, G, s0, s1, (G_), (KB), (BI), pf, \
+           lines * (RUN) / runs, lines * ((RUN) + 1) / runs)
+        if (gout) {
+            for (size_t g = 0; g < G; g++)
+                for (size_t bi = 0; bi < nb; bi++) EO_RUN(g, 0, bi, g * nb + bi);
+        } else {
+            for (size_t kb = 0; kb < nkb; kb++)
+                for (size_t bi = 0; bi < nb; bi++)
+                    for (size_t g = 0; g < G; g++) EO_RUN(g, kb, bi, (kb * nb + bi) * G + g);
         }
+#undef EO_RUN
     }
     free(xq);
     return 1;

@@ -39,8 +39,9 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
             // The last three: K blocks, strips (one of 2 rows) and their prefetches in the panel path;
             // two token blocks (60 + 10 tokens of 4100 columns) in the panel and AVX2 paths; two
             // token blocks of packed activations (12 + 4 tokens of 20000 columns; with bf16
-            // weights, eo512's 40 K blocks).
-            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (11, 40, 5), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40), (9, 4100, 70), (9, 20000, 16)] {
+            // weights, eo512's 40 K blocks); with bf16 weights, eo512's token groups outermost
+            // with no K blocks (14 tokens of 1500 columns, rows and tokens in partial tiles).
+            for (rows, cols, n) in [(1, 1, 1), (5, 17, 3), (13, 33, 4), (11, 40, 5), (16, 64, 7), (9, 100, 13), (6, 7, 100), (70, 4100, 7), (30, 2100, 40), (9, 4100, 70), (9, 20000, 16), (13, 1500, 14)] {
                 let (bytes, exact) = makeWeights(dtype, rows: rows, cols: cols, seed: UInt64(rows * 1000 + cols))
                 let x = (0..<(n * cols)).map { Float(($0 * 37) % 23) / 11 - 1 }
                 var out = [Float](repeating: .nan, count: n * rows)
@@ -91,7 +92,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                 }
                 #expect(run(3..<6, threads: 1) == Array(all[(3 * rows)..<(6 * rows)]), "\(isa): batch of 3 differs")
                 // Up to 5 tokens the direct path, from 6 the panel path; with bf16 weights from 5 to
-                // 16 tokens eo512 (4 rows × 4 tokens, no panel).
+                // 16 tokens eo512 (4 rows × 4 tokens, no panel; for 10 and 16 tokens of 1000
+                // columns its token groups outermost, without K blocks).
                 for (a, b) in [(0, 4), (1, 6), (4, 10)] {
                     #expect(run(a..<b, threads: 1) == Array(all[(a * rows)..<(b * rows)]), "\(isa): batch of \(b - a) differs")
                 }
