@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
     const int builds = argc - arg;
     if (builds < 1 || builds > 16 || repeats < 1) { fprintf(stderr, "1 to 16 builds, repeats >= 1\n"); return 2; }
     // A build with gk_matmul_next is told each product's next matrix, as Model.forward tells it
-    // (not after v, which attention follows, nor after the lm head); older builds have no hint.
+    // (not after the lm head); older builds have no hint.
     matmul_at_fn fn[16];
     matmul_next_fn fnext[16];
     for (int i = 0; i < builds; i++) {
@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
                 for (size_t i = 0, off = 0; i < count; off += m[i][0] * m[i][1], i++) {
                     double t1 = now();
                     const size_t here = m[i][0] * m[i][1];
-                    const int hint = fnext[b] && !l2 && i + 1 < count && i % 7 != 2;
+                    const int hint = fnext[b] && !l2 && i + 1 < count;
                     for (size_t rep = 0; rep < (l2 ? inner : 1); rep++)
                         if (hint)
                             fnext[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0], w + off + here,
