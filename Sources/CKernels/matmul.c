@@ -381,11 +381,18 @@ INLINE512 void ptile512(int J, float *out, size_t ldo, const float *x, size_t xs
 #define GK_KBLOCK 768
 #endif
 
-// The lines a strip path prefetches during its last strip: the start of what the caller says the
-// next product reads (gk_matmul_next: `nx`, `nxb` bytes), up to a strip's worth; none without.
-static inline size_t next_lines(const char *nx, size_t nxb) {
-    if (!nx) return 0;
-    return ((nxb < GK_STRIP_BYTES ? nxb : GK_STRIP_BYTES) + 63) / 64;
+// What a strip path prefetches during the strip of rows [.., s1) (the next strip is [s1, s2),
+// rows rb bytes): the next strip's lines, or in the last strip (s1 = r1) the start of what the
+// caller says the next product reads (gk_matmul_next: `nx`, `nxb` bytes), up to a strip's worth,
+// and none without. Returns the first line; *lines is their count.
+static inline const char *strip_prefetch(const char *w, size_t rb, size_t s1, size_t s2, size_t r1, const char *nx,
+                                         size_t nxb, size_t *lines) {
+    if (s1 < r1) {
+        *lines = ((s2 - s1) * rb + 63) / 64;
+        return w + s1 * rb;
+    }
+    *lines = nx ? ((nxb < GK_STRIP_BYTES ? nxb : GK_STRIP_BYTES) + 63) / 64 : 0;
+    return nx;
 }
 
 // The order of the work, for a weight matrix streamed from memory once per step:
@@ -442,7 +449,7 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     if (nkb > 1 && S > 1024 / maxtiles) S = 1024 / maxtiles;
     S = S < 4 ? 4 : S > 256 ? 256 : S - S % 4;
     // Two panels (4 rows × kbw columns), the packed activations (4 tokens × cols, rounded up to
-    // 16 columns, per tile) and the saved accumulators.
+    // 16 columns, 32 for bf16, per tile) and the saved accumulators.
     const size_t ps = 4 * kbw, nsaved = nkb > 1 ? S / 4 * maxtiles * 16 : 0;
     const int packed = eo || n <= 16;
     const size_t xtile = packed ? 4 * ((cols + al - 1) & ~(al - 1)) : 0, ntiles = packed ? (n + 3) / 4 : 0;
@@ -461,8 +468,8 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
         const size_t blocks = (s1 - s0 + 3) / 4;
         // The next strip's lines (in the last strip, the next product's), requested over this
         // strip's first token block.
-        const char *pf = s1 < r1 ? w + s1 * rb : nx;
-        const size_t lines = s1 < r1 ? ((s2 - s1) * rb + 63) / 64 : next_lines(nx, nxb);
+        size_t lines;
+        const char *pf = strip_prefetch(w, rb, s1, s2, r1, nx, nxb, &lines);
         for (size_t j0 = 0; j0 < n; j0 += tb) {
             const size_t jn = n - j0 < tb ? n - j0 : tb;
             const int tiles = (int)((jn + 3) / 4);
@@ -516,7 +523,7 @@ INLINE512 int panel512(gk_dtype t, float *out, size_t ldo, const float *x, size_
     return 1;
 }
 
-// Batched decode (6 to 16 tokens) with bf16 weights: no panel. A tile is 4 rows × 4 tokens, and
+// Batched decode (5 to 16 tokens) with bf16 weights: no panel. A tile is 4 rows × 4 tokens, and
 // each k step widens the rows' next 32 columns in registers (one shift or mask per 16 values,
 // the bf16 order) and uses them for the tile's 4 tokens, whose activations are packed by
 // pack_eo: 8 ALU operations and 12 loads per 32 FMAs, and no stores. The panel path at 16 tokens
@@ -635,8 +642,9 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
         const size_t nb = (s1 - s0 + 3) / 4;
         // The next strip's lines (in the last strip, the next product's), requested over this
         // strip's tile runs.
-        const char *pf = s1 < r1 ? w + s1 * rb : nx;
-        const size_t lines = s1 < r1 ? ((s2 - s1) * rb + 63) / 64 : next_lines(nx, nxb), runs = nkb * nb * G;
+        size_t lines;
+        const char *pf = strip_prefetch(w, rb, s1, s2, r1, nx, nxb, &lines);
+        const size_t runs = nkb * nb * G;
 #define EO_RUN(G_, KB, BI, RUN)                                                                    \
     eo_run(out, ldo, xq, xtile, w, rb, n, C, kbc, nkb, tailw, saved, G, s0, s1, (G_), (KB), (BI), pf, \
            lines * (RUN) / runs, lines * ((RUN) + 1) / runs)

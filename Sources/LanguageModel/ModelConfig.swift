@@ -25,13 +25,18 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }
 
+    /// Matmul FLOPs of one token through every layer's seven projections, 2 per multiply-add
+    /// (no lm head, no attention): the part of a step's FLOPs every token pays.
+    public var layerMatmulFLOPsPerToken: Double {
+        let d = Double(hiddenSize), f = Double(intermediateSize)
+        return Double(layers) * 2 * (d * Double(qDim) + 2 * d * Double(kvDim) + Double(qDim) * d + 3 * d * f)
+    }
+
     /// Matmul FLOPs of one decode step of `batch` sequences, 2 per multiply-add: every layer's
     /// seven projections and the lm head, once per sequence (attention's dot products not
     /// counted). `graft bench` sets it against the FMA-only loop's rate (the compute bound).
     public func decodeMatmulFLOPs(batch: Int) -> Double {
-        let d = Double(hiddenSize), f = Double(intermediateSize)
-        let perLayer = 2 * (d * Double(qDim) + 2 * d * Double(kvDim) + Double(qDim) * d + 3 * d * f)
-        return Double(batch) * (Double(layers) * perLayer + 2 * d * Double(vocabSize))
+        Double(batch) * (layerMatmulFLOPsPerToken + 2 * Double(hiddenSize) * Double(vocabSize))
     }
 
     enum CodingKeys: String, CodingKey {

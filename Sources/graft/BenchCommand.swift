@@ -211,10 +211,8 @@ struct BenchCommand: ParsableCommand {
 /// Matmul FLOPs of a prefill (2 per multiply-add) plus attention's QKᵀ and AV, and the lm head
 /// for the last token only.
 func prefillFLOPs(_ c: ModelConfig, tokens n: Int) -> Double {
-    let d = Double(c.hiddenSize), f = Double(c.intermediateSize)
-    let perToken = 2 * (d * Double(c.qDim) + 2 * d * Double(c.kvDim) + Double(c.qDim) * d + 3 * d * f)
     let attention = 2 * 2 * Double(c.qDim) * Double(n) * Double(n + 1) / 2
-    return Double(c.layers) * (perToken * Double(n) + attention) + 2 * d * Double(c.vocabSize)
+    return c.layerMatmulFLOPsPerToken * Double(n) + Double(c.layers) * attention + 2 * Double(c.hiddenSize) * Double(c.vocabSize)
 }
 
 /// Writes an f32 copy of a model folder's weights (and its config) to a temp folder.
