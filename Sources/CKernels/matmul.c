@@ -128,7 +128,7 @@ INLINE512 __m512 ld512(gk_dtype t, const char *p, __mmask16 m, int masked) {
 
 // One tile of R rows × J tokens; R and J are compile-time constants at each call site.
 INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const float *x,
-                       size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r) {
+                       size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r, const char *pf) {
     __m512 acc[4][4];
     for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm512_setzero_ps();
     const size_t es = esize(t);
@@ -136,9 +136,15 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
     for (; k + 16 <= cols; k += 16) {
         __m512 wv[4];
 #ifndef GK_NO_PREFETCH
-        // Decode streams the weights from DRAM: ask for the next tile's rows early so that more
-        // cache-line fills are in flight than the hardware prefetcher alone keeps.
-        for (int a = 0; a < R; a++) _mm_prefetch(w + (r + R + a) * rowbytes + k * es, _MM_HINT_T0);
+        // Decode streams the weights from DRAM: ask for the next tile's rows (at pf: the next
+        // block, or in the last block the next matrix's start) early so that more cache-line
+        // fills are in flight than the hardware prefetcher alone keeps. The next block's R rows
+        // are contiguous; they are requested in address order (this step's share, R × 16
+        // columns' bytes, from R × k columns in), not row by row at column k: on Zen 4
+        // the row-by-row order read 11-12 GB/s where a sequential read gets 24-27, and this order
+        // 24-26 (a batch-1 step's matmuls on SmolLM2 22.7 -> 11.3 ms, tools/bench_matmul/run
+        // --tokens 1, 2026-11-25).
+        for (int a = 0; a < R; a++) _mm_prefetch(pf + (R * k + 16 * a) * es, _MM_HINT_T0);
 #endif
         for (int a = 0; a < R; a++) wv[a] = ld512(t, w + (r + a) * rowbytes + k * es, 0, 0);
         for (int b = 0; b < J; b++) {
@@ -211,7 +217,7 @@ INLINE512 void pack_eo(const float *x, size_t ldx, size_t n, size_t cols, float 
 // tile512 for bf16 weights in the bf16 order (`t` is GK_BF16): the activations split into even
 // and odd lanes in registers, 32 columns per step.
 INLINE512 void tile512_eo(gk_dtype t, int R, int J, float *out, size_t ldo, const float *x,
-                          size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r) {
+                          size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r, const char *pf) {
     (void)t;
     __m512 acc[4][4];
     for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm512_setzero_ps();
@@ -230,7 +236,8 @@ INLINE512 void tile512_eo(gk_dtype t, int R, int J, float *out, size_t ldo, cons
     } while (0)
     for (; k + 32 <= cols; k += 32) {
 #ifndef GK_NO_PREFETCH
-        for (int a = 0; a < R; a++) _mm_prefetch(w + (r + R + a) * rowbytes + k * 2, _MM_HINT_T0);
+        // The next block's rows (pf) in address order, as in tile512: 64 bytes per row per chunk.
+        for (int a = 0; a < R; a++) _mm_prefetch(pf + (R * k + 32 * a) * 2, _MM_HINT_T0);
 #endif
         EO_CHUNK(32);
     }
@@ -664,15 +671,15 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
 
 // Tokens [J0, J1) in tiles of up to 4 over R rows from row R0 (R and the tile's token count are
 // compile-time constants in each call of TILE); the rows stay in L1 from one tile to the next.
-#define TOKEN_TILES(TILE, T, R, J0, J1, R0)                                                    \
+#define TOKEN_TILES(TILE, T, R, J0, J1, R0, PF)                                                \
     for (size_t j = (J0); j < (J1); j += 4) {                                                  \
         float *o = out + j * ldo;                                                              \
         const float *xj = x + j * ldx;                                                         \
         switch ((J1) - j < 4 ? (J1) - j : 4) {                                                 \
-        case 4: TILE(T, R, 4, o, ldo, xj, ldx, w, rb, cols, R0); break;                        \
-        case 3: TILE(T, R, 3, o, ldo, xj, ldx, w, rb, cols, R0); break;                        \
-        case 2: TILE(T, R, 2, o, ldo, xj, ldx, w, rb, cols, R0); break;                        \
-        default: TILE(T, R, 1, o, ldo, xj, ldx, w, rb, cols, R0); break;                       \
+        case 4: TILE(T, R, 4, o, ldo, xj, ldx, w, rb, cols, R0, PF); break;                    \
+        case 3: TILE(T, R, 3, o, ldo, xj, ldx, w, rb, cols, R0, PF); break;                    \
+        case 2: TILE(T, R, 2, o, ldo, xj, ldx, w, rb, cols, R0, PF); break;                    \
+        default: TILE(T, R, 1, o, ldo, xj, ldx, w, rb, cols, R0, PF); break;                   \
         }                                                                                      \
     }
 
@@ -689,6 +696,11 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
 #ifndef GK_EO_MIN
 #define GK_EO_MIN 5
 #endif
+// What the direct path's block of R rows at r prefetches: the next block, or in the chunk's last
+// block the start of the next product's weights when the caller named them (at least a block's
+// bytes of them), as the strip paths' last strip does.
+#define DIRECT_PF(R)                                                                           \
+    (r + (R) >= r1 && nx && nxb >= (R) * rb ? nx : w + (r + (R)) * rb)
 #define DEF512(NAME, T)                                                                        \
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
                           size_t cols, size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) { \
@@ -699,12 +711,12 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
         const size_t rb = cols * esize(T);                                                     \
         size_t r = r0;                                                                         \
         if (T == GK_BF16) {                                                                    \
-            for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512_eo, T, 4, 0, n, r);                \
-            for (; r < r1; r++) TOKEN_TILES(tile512_eo, T, 1, 0, n, r);                        \
+            for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512_eo, T, 4, 0, n, r, DIRECT_PF(4));  \
+            for (; r < r1; r++) TOKEN_TILES(tile512_eo, T, 1, 0, n, r, DIRECT_PF(1));          \
             return;                                                                            \
         }                                                                                      \
-        for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512, T, 4, 0, n, r);                       \
-        for (; r < r1; r++) TOKEN_TILES(tile512, T, 1, 0, n, r);                               \
+        for (; r + 4 <= r1; r += 4) TOKEN_TILES(tile512, T, 4, 0, n, r, DIRECT_PF(4));         \
+        for (; r < r1; r++) TOKEN_TILES(tile512, T, 1, 0, n, r, DIRECT_PF(1));                 \
     }
 DEF512(mm512_f32, GK_F32)
 DEF512(mm512_bf16, GK_BF16)
@@ -733,13 +745,19 @@ INLINE256 float hsum256(__m256 v) {
 }
 
 INLINE256 void tile256(gk_dtype t, int R, int J, float *out, size_t ldo, const float *x,
-                       size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r) {
+                       size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r, const char *pf) {
     __m256 acc[4][4];
     for (int a = 0; a < R; a++) for (int b = 0; b < J; b++) acc[a][b] = _mm256_setzero_ps();
     const size_t es = esize(t);
     size_t k = 0;
     for (; k + 8 <= cols; k += 8) {
         __m256 wv[4];
+#ifndef GK_NO_PREFETCH
+        // The next block's rows (pf) in address order, as in tile512 (R × 8 columns' bytes per step,
+        // at most a line): without it the two rows read in step ran at 8.6 GB/s on Zen 4 (a
+        // batch-1 step's matmuls on SmolLM2 31.3 ms, tools/bench_matmul/run --avx2 --tokens 1).
+        _mm_prefetch(pf + R * k * es, _MM_HINT_T0);
+#endif
         for (int a = 0; a < R; a++) wv[a] = ld256(t, w + (r + a) * rowbytes + k * es);
         for (int b = 0; b < J; b++) {
             __m256 xv = _mm256_loadu_ps(x + b * ldx + k);
@@ -782,8 +800,8 @@ INLINE256 void tile256(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         for (size_t j0 = 0; j0 < n; j0 += tb) {                                                \
             const size_t j1 = n - j0 < tb ? n : j0 + tb;                                       \
             size_t r = r0;                                                                     \
-            for (; r + 2 <= r1; r += 2) TOKEN_TILES(tile256, T, 2, j0, j1, r);                 \
-            for (; r < r1; r++) TOKEN_TILES(tile256, T, 1, j0, j1, r);                         \
+            for (; r + 2 <= r1; r += 2) TOKEN_TILES(tile256, T, 2, j0, j1, r, w + (r + 2) * rb); \
+            for (; r < r1; r++) TOKEN_TILES(tile256, T, 1, j0, j1, r, w + (r + 1) * rb);       \
         }                                                                                      \
     }
 DEF256(mm256_f32, GK_F32)
