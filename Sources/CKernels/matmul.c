@@ -126,6 +126,32 @@ INLINE512 __m512 ld512(gk_dtype t, const char *p, __mmask16 m, int masked) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// The direct paths' prefetch of a line P of the next block of rows (BLOCK bytes): into L1 when the
+// block is small enough to sit there beside the one being read, else into L2, and then the line
+// GK_PF_AHEAD bytes on in the row being read (ROW) into L1. On Zen 4 (a read microbenchmark of 4
+// rows in lockstep, 2026-11-25): blocks of 4.6-7 KB 30.8-31.4 GB/s into L1 against 18-23 into
+// L2; blocks of 32 KB (7B's 4096 columns) 21.8 into L1 against 28.0 into L2, where L1 (32 KiB)
+// cannot hold both blocks; a plain sequential read 28-29. In the kernel on 7B shapes
+// (tools/bench_matmul/run --model models/llama2-7b-random --layers 2 --tokens 1) the L2 form took
+// a step's matmuls from 62.5 to 49.6 ms, and the rows' lines ahead into L1 to 47.2-47.3 (256 or
+// 512 bytes ahead; 1024: 48.6). The limit: 8 KiB against 16 KiB, SmolLM2's down projection
+// (12 KB blocks) 2.70 -> 2.43 ms, and the AVX2 kernels' 2-row blocks on 7B shapes (16 KB) 69.8
+// -> 41.4 ms.
+#ifndef GK_PF_L1_BYTES
+#define GK_PF_L1_BYTES (8u << 10)
+#endif
+#ifndef GK_PF_AHEAD
+#define GK_PF_AHEAD 512
+#endif
+#define PREFETCH_BLOCK(P, BLOCK, ROW)                                                          \
+    do {                                                                                       \
+        if ((BLOCK) <= GK_PF_L1_BYTES) _mm_prefetch((const char *)(P), _MM_HINT_T0);            \
+        else {                                                                                 \
+            _mm_prefetch((const char *)(P), _MM_HINT_T2);                                      \
+            _mm_prefetch((const char *)(ROW) + GK_PF_AHEAD, _MM_HINT_T0);                      \
+        }                                                                                      \
+    } while (0)
+
 // One tile of R rows × J tokens; R and J are compile-time constants at each call site.
 INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const float *x,
                        size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r, const char *pf) {
@@ -144,7 +170,7 @@ INLINE512 void tile512(gk_dtype t, int R, int J, float *out, size_t ldo, const f
         // the row-by-row order read 11-12 GB/s where a sequential read gets 24-27, and this order
         // 24-26 (a batch-1 step's matmuls on SmolLM2 22.7 -> 11.3 ms, tools/bench_matmul/run
         // --tokens 1, 2026-11-25).
-        for (int a = 0; a < R; a++) _mm_prefetch(pf + (R * k + 16 * a) * es, _MM_HINT_T0);
+        for (int a = 0; a < R; a++) PREFETCH_BLOCK(pf + (R * k + 16 * a) * es, R * rowbytes, w + (r + a) * rowbytes + k * es);
 #endif
         for (int a = 0; a < R; a++) wv[a] = ld512(t, w + (r + a) * rowbytes + k * es, 0, 0);
         for (int b = 0; b < J; b++) {
@@ -237,7 +263,7 @@ INLINE512 void tile512_eo(gk_dtype t, int R, int J, float *out, size_t ldo, cons
     for (; k + 32 <= cols; k += 32) {
 #ifndef GK_NO_PREFETCH
         // The next block's rows (pf) in address order, as in tile512: 64 bytes per row per chunk.
-        for (int a = 0; a < R; a++) _mm_prefetch(pf + (R * k + 32 * a) * 2, _MM_HINT_T0);
+        for (int a = 0; a < R; a++) PREFETCH_BLOCK(pf + (R * k + 32 * a) * 2, R * rowbytes, w + (r + a) * rowbytes + k * 2);
 #endif
         EO_CHUNK(32);
     }
@@ -696,11 +722,19 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
 #ifndef GK_EO_MIN
 #define GK_EO_MIN 5
 #endif
-// What the direct path's block of R rows at r prefetches: the next block, or in the chunk's last
-// block the start of the next product's weights when the caller named them (at least a block's
-// bytes of them), as the strip paths' last strip does.
-#define DIRECT_PF(R)                                                                           \
-    (r + (R) >= r1 && nx && nxb >= (R) * rb ? nx : w + (r + (R)) * rb)
+// What the direct path's block of R rows at r prefetches: the block GK_PF_BLOCKS blocks on, or
+// past the chunk's end the next product's weights when the caller named them (as many of their
+// bytes as it has), as if they followed.
+#ifndef GK_PF_BLOCKS
+#define GK_PF_BLOCKS 1
+#endif
+#define DIRECT_PF(R) direct_pf(w, rb, r + GK_PF_BLOCKS * (R), r1, nx, nxb, (R) * rb)
+static inline const char *direct_pf(const char *w, size_t rb, size_t ra, size_t r1, const char *nx, size_t nxb,
+                                    size_t block) {
+    if (ra < r1 || !nx) return w + ra * rb;
+    const size_t off = (ra - r1) * rb;
+    return off + block <= nxb ? nx + off : w + ra * rb;
+}
 #define DEF512(NAME, T)                                                                        \
     T512 static void NAME(float *out, size_t ldo, const float *x, size_t ldx, const void *wp,   \
                           size_t cols, size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) { \
@@ -753,10 +787,10 @@ INLINE256 void tile256(gk_dtype t, int R, int J, float *out, size_t ldo, const f
     for (; k + 8 <= cols; k += 8) {
         __m256 wv[4];
 #ifndef GK_NO_PREFETCH
-        // The next block's rows (pf) in address order, as in tile512 (R × 8 columns' bytes per step,
-        // at most a line): without it the two rows read in step ran at 8.6 GB/s on Zen 4 (a
+        // The next block's rows (pf) in address order, as in tile512 (R × 8 columns' bytes per
+        // step): without it the two rows read in step ran at 8.6 GB/s on Zen 4 (a
         // batch-1 step's matmuls on SmolLM2 31.3 ms, tools/bench_matmul/run --avx2 --tokens 1).
-        _mm_prefetch(pf + R * k * es, _MM_HINT_T0);
+        for (int a = 0; a < R; a++) PREFETCH_BLOCK(pf + (R * k + 8 * a) * es, R * rowbytes, w + (r + a) * rowbytes + k * es);
 #endif
         for (int a = 0; a < R; a++) wv[a] = ld256(t, w + (r + a) * rowbytes + k * es);
         for (int b = 0; b < J; b++) {
@@ -885,6 +919,11 @@ float gk_dot(const float *a, const float *b, size_t n) {
     float acc[8] = {0};
     for (size_t k = 0; k < n; k++) acc[k & 7] = fmaf(a[k], b[k], acc[k & 7]);
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+void gk_prefetch_l2(const void *p, size_t n) {
+    const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63), *end = (const char *)p + n;
+    for (; c < end; c += 64) _mm_prefetch(c, _MM_HINT_T2);
 }
 
 void gk_axpy(float *y, float a, const float *x, size_t n) {
