@@ -80,6 +80,16 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// Bytes of one layer's filled keys and values together.
+    @inline(__always) func filledBytes(layer: Int) -> Int { 2 * count * kvDim * type.bytesPerElement }
+
+    /// Asks for one layer's filled keys and values to be brought into L2 (a hint: gk_prefetch_l2).
+    @inline(__always) func prefetch(layer: Int) {
+        let n = count * kvDim * type.bytesPerElement, offset = layer * capacity * kvDim * type.bytesPerElement
+        prefetchL2(keys + offset, bytes: n)
+        prefetchL2(values + offset, bytes: n)
+    }
+
     /// Position 0 of a layer's keys (f32 cache).
     @inline(__always) func keys(layer: Int) -> UnsafeMutablePointer<Float> {
         keys.assumingMemoryBound(to: Float.self) + layer * capacity * kvDim

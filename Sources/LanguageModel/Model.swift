@@ -137,6 +137,7 @@ public final class Model: @unchecked Sendable {
         let tmp = alignedFloats(rows * d)
         defer { for p in [x, h, q, k, v, att, gate, up, tmp] { p.deallocate() } }
 
+        let kvPrefetch = caches.reduce(0) { $0 + $1.filledBytes(layer: 0) } <= Self.kvPrefetchBytes
         prof?.mark(.setup)
         var t = 0
         for input in inputs {
@@ -156,6 +157,10 @@ public final class Model: @unchecked Sendable {
                     // a = x + o·Attn(q, k, v)(norm1(x))
                     normalize(h, x, segments: segments, base: layer.attnNorm) { $0.vectors.attnNorm[li] }
                     prof?.mark(.norms)
+                    // The layer's cached keys and values were last touched a whole step ago: ask for
+                    // them now, when they fit in L2 with room to spare, so that attention finds them
+                    // there after the q/k/v projections.
+                    if kvPrefetch { for cache in caches { cache.prefetch(layer: li) } }
                     project(q, ldo: qDim, h, ldx: d, layer: li, .q, segments: segments, next: layer.matrix(.k))
                     prof?.mark(.q)
                     project(k, ldo: kvDim, h, ldx: d, layer: li, .k, segments: segments, next: layer.matrix(.v))
@@ -330,6 +335,12 @@ public final class Model: @unchecked Sendable {
     /// the cache write, SwiGLU) over the pool; below it a split costs more than it saves. Each
     /// row's operations are the same either way, so results do not change (batchInvariance).
     public static let parallelRowThreshold = 8
+
+    /// A step asks for each layer's cached keys and values ahead of its attention (into L2,
+    /// during the q/k/v projections) when all of its sequences' take at most this many bytes per
+    /// layer; more would push the streaming weights out of L2 (and a larger batch's attention is
+    /// bound by reading its caches, which no prefetch sped up).
+    public static let kvPrefetchBytes = 256 << 10
 
     /// body(range) over [0, rows), on the pool when the step has enough rows.
     private func forRows(_ rows: Int, _ body: (Range<Int>) -> Void) {

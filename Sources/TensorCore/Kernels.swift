@@ -67,6 +67,12 @@ public func attend(_ out: UnsafeMutablePointer<Float>, query: UnsafePointer<Floa
     gk_attend(out, query, keys, values, stride, count, headDim, scale, scratch)
 }
 
+/// Asks for `bytes` from `p` to be brought into L2 (software prefetch; a hint, nothing is read).
+@inline(__always)
+public func prefetchL2(_ p: UnsafeRawPointer, bytes: Int) {
+    gk_prefetch_l2(p, bytes)
+}
+
 /// gate = silu(gate) ⊙ up
 public func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
     gk_swiglu(gate, up, count)

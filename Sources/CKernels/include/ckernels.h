@@ -59,6 +59,9 @@ float gk_dot(const float *a, const float *b, size_t n);
 
 /// y += a · x
 void gk_axpy(float *y, float a, const float *x, size_t n);
+/// Asks for bytes [p, p + n) to be brought into L2 (software prefetch of each line; a hint only,
+/// nothing is read through it).
+void gk_prefetch_l2(const void *p, size_t n);
 
 /// RoPE (rotate_half) in place on nheads heads of hd floats: (a, b) = (p[i], p[i + hd/2]) →
 /// (a·cos_i − b·sin_i, b·cos_i + a·sin_i), products and sums rounded separately.
