@@ -724,9 +724,12 @@ INLINE512 int eo512(float *out, size_t ldo, const float *x, size_t ldx, const ch
 #endif
 // What the direct path's block of R rows at r prefetches: the block GK_PF_BLOCKS blocks on, or
 // past the chunk's end the next product's weights when the caller named them (as many of their
-// bytes as it has), as if they followed.
+// bytes as it has), as if they followed. 3 blocks on against 1: SmolLM2's batch-1 step 12.9-13.2
+// against 13.2-13.5 ms in seven of seven alternating graft bench runs (each matrix starts a new
+// stream there: the forward's order is not the file's); the kernels alone
+// (tools/bench_matmul/run, matrices back to back) equal, 7B shapes and AVX2 too.
 #ifndef GK_PF_BLOCKS
-#define GK_PF_BLOCKS 1
+#define GK_PF_BLOCKS 3
 #endif
 #define DIRECT_PF(R) direct_pf(w, rb, r + GK_PF_BLOCKS * (R), r1, nx, nxb, (R) * rb)
 static inline const char *direct_pf(const char *w, size_t rb, size_t ra, size_t r1, const char *nx, size_t nxb,
