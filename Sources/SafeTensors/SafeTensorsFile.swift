@@ -43,7 +43,7 @@ public final class SafeTensorsFile: SafeTensorsSource, @unchecked Sendable {
         let size = Int(status.st_size)
         guard size >= 8 else { throw SafeTensorsError.fileTooSmall(path: path, size: size) }
 
-        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
+        guard let mapped = Self.map(fd: fd, size: size) else {
             throw SafeTensorsError.cannotOpen(path: path, operation: "mmap", errno: errno)
         }
         let base = UnsafeRawPointer(mapped)
@@ -74,6 +74,41 @@ public final class SafeTensorsFile: SafeTensorsSource, @unchecked Sendable {
 
     deinit {
         munmap(UnsafeMutableRawPointer(mutating: base), fileSize)
+    }
+
+    /// Bytes of a transparent huge page (x86-64 and most Linux targets).
+    static let hugePageBytes = 2 << 20
+
+    /// Maps `size` bytes of `fd` read-only. On Linux the mapping starts on a huge-page boundary
+    /// and asks for transparent huge pages (MADV_HUGEPAGE): where the kernel keeps the file in
+    /// 2 MiB page-cache folios (ext4 and others since Linux 6.x, read in by faults on such a
+    /// mapping), each 2 MiB is then mapped by one page-table entry, and a decode step, which
+    /// streams every weight once, reads faster (SmolLM2-135M's batch-1 step 12.7-13.2 ms from
+    /// 4 KiB folios against 10.9-11.5 ms from 2 MiB ones, Zen 4, 2026-11-25). Advice only: where
+    /// the kernel gives none, this is a plain mapping. nil (errno set) if mmap fails.
+    static func map(fd: Int32, size: Int) -> UnsafeMutableRawPointer? {
+        #if os(Linux)
+        let huge = hugePageBytes
+        if size >= huge, let reserved = mmap(nil, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+           reserved != MAP_FAILED {
+            // Reserve size + 2 MiB, map the file over the first aligned address inside, and give
+            // back the reservation's head and tail.
+            let r = Int(bitPattern: reserved)
+            let start = (r + huge - 1) & ~(huge - 1)
+            if let mapped = mmap(UnsafeMutableRawPointer(bitPattern: start), size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0),
+               mapped != MAP_FAILED {
+                let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 1)
+                let end = (start + size + page - 1) / page * page
+                if start > r { munmap(reserved, start - r) }
+                if r + size + huge > end { munmap(UnsafeMutableRawPointer(bitPattern: end), r + size + huge - end) }
+                _ = madvise(mapped, size, MADV_HUGEPAGE)
+                return mapped
+            }
+            munmap(reserved, size + huge)
+        }
+        #endif
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else { return nil }
+        return mapped
     }
 
     public func info(_ name: String) throws -> TensorInfo {

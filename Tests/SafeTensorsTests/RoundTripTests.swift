@@ -40,6 +40,38 @@ import Testing
                 "no temporary file left behind")
     }
 
+    /// Files of 2 MiB and more are mapped on a huge-page boundary (SafeTensorsFile.map); the
+    /// bytes read back the same, and nothing of the address range reserved to find that boundary
+    /// stays mapped beside the file.
+    @Test func largeFilesMapOnAHugePageBoundary() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SplitMix64(seed: 2 << 20)
+        for count in [5 << 20 + 3, 4 << 20 - 200] {
+            let bytes = randomBytes(count, &rng)
+            var writer = SafeTensorsWriter()
+            try writer.add("big", dtype: .u8, shape: [bytes.count], bytes: bytes)
+            let path = dir.file("model-\(count).safetensors")
+            try writer.write(to: path)
+            let file = try SafeTensorsFile(path: path)
+            #expect(Array(try file.data("big")) == bytes)
+            #if os(Linux)
+            let base = UInt(bitPattern: file.bytes.baseAddress)
+            #expect(base % (2 << 20) == 0)
+            // /proc/self/maps: "start-end perms ...". The file's mapping starts at base; a leftover
+            // of the reservation would be an inaccessible (---p) mapping touching it.
+            let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8).split(separator: "\n").map { line in
+                let fields = line.split(separator: " ")
+                let range = fields[0].split(separator: "-").map { UInt($0, radix: 16) ?? 0 }
+                return (start: range[0], end: range[1], perms: String(fields[1]))
+            }
+            let mine = try #require(maps.first { $0.start == base })
+            #expect(!maps.contains { $0.start == mine.end && $0.perms.hasPrefix("---") }, "the reservation's tail is still mapped")
+            #expect(!maps.contains { $0.end == base && $0.perms.hasPrefix("---") }, "the reservation's head is still mapped")
+            #endif
+        }
+    }
+
     @Test func manyTensorsOfMixedTypes() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
