@@ -52,9 +52,12 @@ struct BenchCommand: ParsableCommand {
             _ = try m.forward([ForwardInput(cache: m.makeCache(maxTokens: 8), tokens: [1])])
             let t2 = DispatchTime.now().uptimeNanoseconds
             let load = Double(t1 - t0) / 1e9, first = Double(t2 - t0) / 1e9
-            print(String(format: "open (%@ pass): load %.3f s, first token after %.3f s, resident %.0f MiB, weights %.0f MiB",
-                         pass, load, first, Double(residentBytes()) / 1048576, Double(m.weights.bytesPerStep) / 1048576))
-            records.append(["kind": "open", "pass": pass, "load_s": load, "first_token_s": first, "rss_bytes": residentBytes()])
+            let huge = hugePageWeightBytes()
+            print(String(format: "open (%@ pass): load %.3f s, first token after %.3f s, resident %.0f MiB, weights %.0f MiB (%.0f MiB of them mapped in 2 MiB pages)",
+                         pass, load, first, Double(residentBytes()) / 1048576, Double(m.weights.bytesPerStep) / 1048576,
+                         Double(huge) / 1048576))
+            records.append(["kind": "open", "pass": pass, "load_s": load, "first_token_s": first, "rss_bytes": residentBytes(),
+                            "weights_in_2mib_pages_bytes": huge])
             if pass == "warm" { warmFirstTokens.append(first) }
         }
         let warmMedian = Probes.median(warmFirstTokens)
@@ -233,6 +236,29 @@ func writeF32Copy(of directory: String) throws -> String {
     }
     try writer.write(to: out + "/model.safetensors")
     return out
+}
+
+/// Bytes of this process's safetensors mappings that the kernel maps with 2 MiB pages
+/// (FilePmdMapped in /proc/self/smaps; SafeTensorsFile.map asks for them), 0 where unavailable.
+/// Decode reads such weights faster than ones in 4 KiB pages.
+func hugePageWeightBytes() -> Int {
+    // Read line by line with stdio: Foundation's whole-file read stops short on this /proc file.
+    guard let f = fopen("/proc/self/smaps", "r") else { return 0 }
+    defer { fclose(f) }
+    var total = 0, inWeights = false
+    var buffer: UnsafeMutablePointer<CChar>? = nil, capacity = 0
+    defer { free(buffer) }
+    while getline(&buffer, &capacity, f) > 0, let buffer {
+        let line = String(cString: buffer)
+        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard let key = fields.first else { continue }
+        if !key.hasSuffix(":") {               // a mapping's header: "start-end perms offset dev inode [path]"
+            inWeights = fields.count >= 6 && fields.last!.hasSuffix(".safetensors")
+        } else if inWeights && key == "FilePmdMapped:", fields.count >= 2, let kb = Int(fields[1]) {
+            total += kb * 1024
+        }
+    }
+    return total
 }
 
 /// VmRSS of this process in bytes (Linux /proc), 0 where unavailable.
