@@ -60,11 +60,18 @@ import Testing
             #expect(base % (2 << 20) == 0)
             // /proc/self/maps: "start-end perms ...". The file's mapping starts at base; a leftover
             // of the reservation would be an inaccessible (---p) mapping touching it.
-            let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8).split(separator: "\n").map { line in
-                let fields = line.split(separator: " ")
+            // Read line by line with stdio: Foundation's whole-file read of a /proc file stops
+            // after its first few kilobytes.
+            var maps: [(start: UInt, end: UInt, perms: String)] = []
+            let f = try #require(fopen("/proc/self/maps", "r"))
+            var buffer: UnsafeMutablePointer<CChar>? = nil, capacity = 0
+            while getline(&buffer, &capacity, f) > 0, let buffer {
+                let fields = String(cString: buffer).split(separator: " ")
                 let range = fields[0].split(separator: "-").map { UInt($0, radix: 16) ?? 0 }
-                return (start: range[0], end: range[1], perms: String(fields[1]))
+                maps.append((start: range[0], end: range[1], perms: String(fields[1])))
             }
+            free(buffer)
+            fclose(f)
             let mine = try #require(maps.first { $0.start == base })
             #expect(!maps.contains { $0.start == mine.end && $0.perms.hasPrefix("---") }, "the reservation's tail is still mapped")
             #expect(!maps.contains { $0.end == base && $0.perms.hasPrefix("---") }, "the reservation's head is still mapped")
