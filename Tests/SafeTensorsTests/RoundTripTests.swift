@@ -79,6 +79,31 @@ import Testing
         }
     }
 
+    /// The writer starts the data on a 64-byte line and puts tensors of whole lines first, so
+    /// each of them starts on a line (the kernels' row loads are then never split over two).
+    @Test func wholeLineTensorsStartOnALine() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SplitMix64(seed: 64)
+        var writer = SafeTensorsWriter(metadata: ["format": "pt"])
+        let tensors: [(String, DType, [Int])] = [
+            ("a.norm", .f32, [3]), ("b.weight", .bf16, [6, 32]), ("c.bias", .bf16, [5]),
+            ("d.weight", .f32, [4, 16]), ("e.scale", .f64, [1]), ("f.weight", .f16, [2, 96]), ("g.ids", .u8, [7]),
+        ]
+        for (name, dtype, shape) in tensors {
+            try writer.add(name, dtype: dtype, shape: shape, bytes: randomBytes(shape.reduce(1, *) * dtype.size, &rng))
+        }
+        let path = dir.file("model.safetensors")
+        try writer.write(to: path)
+        let file = try SafeTensorsFile(path: path)
+        #expect(file.dataOffset % 64 == 0)
+        for (name, dtype, _) in tensors {
+            let info = try file.info(name)
+            if info.byteCount % 64 == 0 { #expect(info.byteOffset % 64 == 0, "\(name) starts off a line") }
+            #expect(info.byteOffset % dtype.size == 0, "\(name) is not naturally aligned")
+        }
+    }
+
     @Test func manyTensorsOfMixedTypes() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
