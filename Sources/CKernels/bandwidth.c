@@ -80,8 +80,8 @@ FMA_PEAK(fma_loop256, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm25
 
 double gk_fma_rate(void) {
     switch (gk_current_level()) {
-    case 2: return fma_loop512();
-    case 1: return fma_loop256();
+    case GK_LEVEL_AVX512: return fma_loop512();
+    case GK_LEVEL_AVX2: return fma_loop256();
     default: return 0;
     }
 }

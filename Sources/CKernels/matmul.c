@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { LEVEL_UNSET = -1, LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_AVX512 = 2 };
+enum { LEVEL_UNSET = -1 };
 static _Atomic int gk_level = LEVEL_UNSET;
 // A per-thread override (tests and benchmarks compare ISAs without touching other threads).
 static _Thread_local int gk_thread_level = LEVEL_UNSET;
@@ -22,7 +22,7 @@ static int detect_level(void) {
     int l = atomic_load_explicit(&gk_detected, memory_order_relaxed);
     if (l != LEVEL_UNSET) return l;
     gk_cpu_features f = gk_detect_cpu();
-    l = (f.avx512f && f.avx2_fma && f.f16c) ? LEVEL_AVX512 : (f.avx2_fma && f.f16c) ? LEVEL_AVX2 : LEVEL_SCALAR;
+    l = (f.avx512f && f.avx2_fma && f.f16c) ? GK_LEVEL_AVX512 : (f.avx2_fma && f.f16c) ? GK_LEVEL_AVX2 : GK_LEVEL_SCALAR;
     atomic_store_explicit(&gk_detected, l, memory_order_relaxed);
     return l;
 }
@@ -39,17 +39,17 @@ static inline int level(void) {
 
 const char *gk_kernel_name(void) {
     switch (level()) {
-    case LEVEL_AVX512: return "avx512";
-    case LEVEL_AVX2: return "avx2";
+    case GK_LEVEL_AVX512: return "avx512";
+    case GK_LEVEL_AVX2: return "avx2";
     default: return "scalar";
     }
 }
 
 int gk_force_kernels(const char *name) {
     int want = name == NULL ? detect_level()
-             : strcmp(name, "avx512") == 0 ? LEVEL_AVX512
-             : strcmp(name, "avx2") == 0 ? LEVEL_AVX2
-             : strcmp(name, "scalar") == 0 ? LEVEL_SCALAR : -2;
+             : strcmp(name, "avx512") == 0 ? GK_LEVEL_AVX512
+             : strcmp(name, "avx2") == 0 ? GK_LEVEL_AVX2
+             : strcmp(name, "scalar") == 0 ? GK_LEVEL_SCALAR : -2;
     if (want == -2 || want > detect_level()) return 0;
     gk_thread_level = name == NULL ? LEVEL_UNSET : want;
     return 1;
@@ -137,9 +137,6 @@ INLINE512 __m512 ld512(gk_dtype t, const char *p, __mmask16 m, int masked) {
 // 512 bytes ahead; 1024: 48.6). The limit: 8 KiB against 16 KiB, SmolLM2's down projection
 // (12 KB blocks) 2.70 -> 2.43 ms, and the AVX2 kernels' 2-row blocks on 7B shapes (16 KB) 69.8
 // -> 41.4 ms.
-#ifndef GK_SEG_COLS
-#define GK_SEG_COLS 256
-#endif
 #ifndef GK_PF_L1_BYTES
 #define GK_PF_L1_BYTES (8u << 10)
 #endif
@@ -244,7 +241,11 @@ INLINE512 void pack_eo(const float *x, size_t ldx, size_t n, size_t cols, float 
 }
 
 // tile512 for bf16 weights in the bf16 order (`t` is GK_BF16): the activations split into even
-// and odd lanes in registers, 32 columns per step.
+// and odd lanes in registers, 32 columns per step. With one token the rows go in segments of
+// GK_SEG_COLS columns (below).
+#ifndef GK_SEG_COLS
+#define GK_SEG_COLS 256
+#endif
 INLINE512 void tile512_eo(gk_dtype t, int R, int J, float *out, size_t ldo, const float *x,
                           size_t ldx, const char *w, size_t rowbytes, size_t cols, size_t r, const char *pf) {
     (void)t;
@@ -887,15 +888,15 @@ void gk_matmul_next(int lvl, gk_dtype t, float *out, size_t ldo, const float *x,
                     const void *w, size_t cols, size_t n, size_t r0, size_t r1, const void *next, size_t next_bytes) {
     if (n == 0 || r1 <= r0) return;
     const char *nx = (const char *)next;
-    if (lvl > detect_level() || lvl < LEVEL_SCALAR) lvl = detect_level();
+    if (lvl > detect_level() || lvl < GK_LEVEL_SCALAR) lvl = detect_level();
     switch (lvl) {
-    case LEVEL_AVX512:
+    case GK_LEVEL_AVX512:
         switch (t) {
         case GK_BF16: mm512_bf16(out, ldo, x, ldx, w, cols, n, r0, r1, nx, next_bytes); return;
         case GK_F16: mm512_f16(out, ldo, x, ldx, w, cols, n, r0, r1, nx, next_bytes); return;
         default: mm512_f32(out, ldo, x, ldx, w, cols, n, r0, r1, nx, next_bytes); return;
         }
-    case LEVEL_AVX2:
+    case GK_LEVEL_AVX2:
         switch (t) {
         case GK_BF16: mm256_bf16(out, ldo, x, ldx, w, cols, n, r0, r1); return;
         case GK_F16: mm256_f16(out, ldo, x, ldx, w, cols, n, r0, r1); return;
@@ -946,7 +947,7 @@ T256 static void axpy256(float *y, float a, const float *x, size_t n) {
 }
 
 float gk_dot(const float *a, const float *b, size_t n) {
-    if (detect_level() >= LEVEL_AVX2) return dot256(a, b, n);
+    if (detect_level() >= GK_LEVEL_AVX2) return dot256(a, b, n);
     float acc[8] = {0};
     for (size_t k = 0; k < n; k++) acc[k & 7] = fmaf(a[k], b[k], acc[k & 7]);
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
@@ -958,7 +959,7 @@ void gk_prefetch_l2(const void *p, size_t n) {
 }
 
 void gk_axpy(float *y, float a, const float *x, size_t n) {
-    if (detect_level() >= LEVEL_AVX2) { axpy256(y, a, x, n); return; }
+    if (detect_level() >= GK_LEVEL_AVX2) { axpy256(y, a, x, n); return; }
     for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
@@ -1080,7 +1081,7 @@ T512 static int expf8_matches_libm(void) {
 }
 
 void gk_swiglu(float *gate, const float *up, size_t n) {
-    if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) { swiglu512(gate, up, n); return; }
+    if (detect_level() >= GK_LEVEL_AVX512 && expf8_matches_libm()) { swiglu512(gate, up, n); return; }
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = (g / (1.0f + expf(-g))) * up[i];
@@ -1183,7 +1184,7 @@ INLINE256 void scores256_t(gk_dtype t, const float *q, const char *keys, size_t 
     }
     float sum = 0;
     j = 0;
-    if (detect_level() >= LEVEL_AVX512 && expf8_matches_libm()) j = exp_shifted512(sc, n, maxs);
+    if (detect_level() >= GK_LEVEL_AVX512 && expf8_matches_libm()) j = exp_shifted512(sc, n, maxs);
     for (; j < n; j++) sc[j] = expf(sc[j] - maxs);
     for (j = 0; j < n; j++) sum += sc[j];
     // The weights sc[j] / sum, eight divisions at a time (each exactly rounded, as one by one);
@@ -1251,16 +1252,16 @@ static void attend_scalar(float *out, const float *q, const float *keys, const f
 void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores) {
     int l = level();
-    if (l >= LEVEL_AVX512) { attend512(out, q, keys, values, stride, n, hd, scale, scores); return; }
-    if (l >= LEVEL_AVX2) { attend256(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    if (l >= GK_LEVEL_AVX512) { attend512(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    if (l >= GK_LEVEL_AVX2) { attend256(out, q, keys, values, stride, n, hd, scale, scores); return; }
     attend_scalar(out, q, keys, values, stride, n, hd, scale, scores);
 }
 
 void gk_attend_bf16(float *out, const float *q, const uint16_t *keys, const uint16_t *values, size_t stride,
                     size_t n, size_t hd, float scale, float *scores) {
     int l = level();
-    if (l >= LEVEL_AVX512) { attend512_bf16(out, q, keys, values, stride, n, hd, scale, scores); return; }
-    if (l >= LEVEL_AVX2) { attend256_bf16(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    if (l >= GK_LEVEL_AVX512) { attend512_bf16(out, q, keys, values, stride, n, hd, scale, scores); return; }
+    if (l >= GK_LEVEL_AVX2) { attend256_bf16(out, q, keys, values, stride, n, hd, scale, scores); return; }
     // No AVX2: the scalar path over widened copies (the same operations on the same values).
     float *kw = malloc(2 * (n ? n : 1) * hd * sizeof(float));
     if (!kw) abort();

@@ -80,14 +80,17 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// Bytes of one layer's filled keys (as many of its values; every layer holds as many).
+    private var filledBytesPerSide: Int { count * kvDim * type.bytesPerElement }
+
     /// Bytes of one layer's filled keys and values together.
-    @inline(__always) func filledBytes(layer: Int) -> Int { 2 * count * kvDim * type.bytesPerElement }
+    var filledBytesPerLayer: Int { 2 * filledBytesPerSide }
 
     /// Asks for one layer's filled keys and values to be brought into L2 (a hint: gk_prefetch_l2).
     @inline(__always) func prefetch(layer: Int) {
-        let n = count * kvDim * type.bytesPerElement, offset = layer * capacity * kvDim * type.bytesPerElement
-        prefetchL2(keys + offset, bytes: n)
-        prefetchL2(values + offset, bytes: n)
+        let offset = layer * capacity * kvDim * type.bytesPerElement
+        prefetchL2(keys + offset, bytes: filledBytesPerSide)
+        prefetchL2(values + offset, bytes: filledBytesPerSide)
     }
 
     /// Position 0 of a layer's keys (f32 cache).

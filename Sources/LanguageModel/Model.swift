@@ -137,7 +137,7 @@ public final class Model: @unchecked Sendable {
         let tmp = alignedFloats(rows * d)
         defer { for p in [x, h, q, k, v, att, gate, up, tmp] { p.deallocate() } }
 
-        let kvPrefetch = caches.reduce(0) { $0 + $1.filledBytes(layer: 0) } <= Self.kvPrefetchBytes
+        let kvPrefetch = caches.reduce(0) { $0 + $1.filledBytesPerLayer } <= Self.kvPrefetchBytes
         prof?.mark(.setup)
         var t = 0
         for input in inputs {

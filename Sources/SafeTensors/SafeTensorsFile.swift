@@ -76,9 +76,6 @@ public final class SafeTensorsFile: SafeTensorsSource, @unchecked Sendable {
         munmap(UnsafeMutableRawPointer(mutating: base), fileSize)
     }
 
-    /// Bytes of a transparent huge page (x86-64 and most Linux targets).
-    static let hugePageBytes = 2 << 20
-
     /// Maps `size` bytes of `fd` read-only. On Linux the mapping starts on a huge-page boundary
     /// and asks for transparent huge pages (MADV_HUGEPAGE): where the kernel keeps the file in
     /// 2 MiB page-cache folios (ext4 and others since Linux 6.x, read in by faults on such a
@@ -88,13 +85,13 @@ public final class SafeTensorsFile: SafeTensorsSource, @unchecked Sendable {
     /// the kernel gives none, this is a plain mapping. nil (errno set) if mmap fails.
     static func map(fd: Int32, size: Int) -> UnsafeMutableRawPointer? {
         #if os(Linux)
-        let huge = hugePageBytes
+        let huge = SystemInfo.hugePageBytes
         if size >= huge, let reserved = mmap(nil, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
            reserved != MAP_FAILED {
             // Reserve size + 2 MiB, map the file over the first aligned address inside, and give
             // back the reservation's head and tail.
             let r = Int(bitPattern: reserved)
-            let start = (r + huge - 1) & ~(huge - 1)
+            let start = Int(bitPattern: SystemInfo.hugePageBoundary(atOrAfter: reserved))
             if let mapped = mmap(UnsafeMutableRawPointer(bitPattern: start), size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0),
                mapped != MAP_FAILED {
                 let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 1)

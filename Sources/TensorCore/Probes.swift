@@ -59,9 +59,9 @@ public enum Probes {
     /// not a 4 KiB-page one (sequential reads on Zen 4: 4 KiB pages 21-24 GB/s, 2 MiB 28-30).
     static func hugePageBuffer(_ n: Int) -> (UnsafeMutableRawPointer, () -> Void) {
         #if os(Linux)
-        let huge = 2 << 20
-        if let region = mmap(nil, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-           region != MAP_FAILED, let p = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: region) + huge - 1) & ~(huge - 1)) {
+        let huge = SystemInfo.hugePageBytes
+        if let region = mmap(nil, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), region != MAP_FAILED {
+            let p = SystemInfo.hugePageBoundary(atOrAfter: region)
             _ = madvise(p, n, MADV_HUGEPAGE)
             return (p, { munmap(region, n + huge) })
         }

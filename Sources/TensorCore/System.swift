@@ -14,4 +14,14 @@ public enum SystemInfo {
     public static var kernelName: String { String(cString: gk_kernel_name()) }
 
     public static var cpuFeatures: gk_cpu_features { gk_detect_cpu() }
+
+    /// Bytes of a transparent huge page (x86-64 Linux), which the weights' mapping
+    /// (SafeTensorsFile) and the bandwidth probe's buffer (Probes) are aligned to.
+    public static let hugePageBytes = 2 << 20
+
+    /// The first huge-page boundary at or after `p`: inside any reservation of `hugePageBytes`
+    /// more than is needed from `p`.
+    public static func hugePageBoundary(atOrAfter p: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        p + ((hugePageBytes - Int(bitPattern: p) % hugePageBytes) % hugePageBytes)
+    }
 }

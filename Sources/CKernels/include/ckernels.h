@@ -17,6 +17,8 @@ const char *gk_kernel_name(void);
 /// detected one). Returns 0 when the CPU lacks it. For tests and benchmarks that compare paths;
 /// other threads are unaffected (pass `gk_current_level()` to `gk_matmul_at` on workers).
 int gk_force_kernels(const char *name);
+/// Kernel levels, as gk_current_level returns them and gk_matmul_at takes them.
+enum { GK_LEVEL_SCALAR = 0, GK_LEVEL_AVX2 = 1, GK_LEVEL_AVX512 = 2 };
 /// The kernel level the calling thread uses (its override, or the detected one).
 int gk_current_level(void);
 
