@@ -49,20 +49,27 @@ public final class Model: @unchecked Sendable {
     public var profile: ForwardProfile?
     /// The element type of the caches `makeCache` makes (`--kv-cache-dtype`).
     public let kvCacheType: KVCacheType
+    /// What the products with bf16 weight matrices take as activations (`--activations`): f32
+    /// (the default), or rounded to bf16 for AVX-512 BF16's dot products (ActivationType). The
+    /// unmerged deltas of variants (f32) are unaffected.
+    public let activations: ActivationType
 
-    public init(weights: ModelWeights, pool: WorkerPool, kvCacheType: KVCacheType = .f32) {
+    public init(weights: ModelWeights, pool: WorkerPool, kvCacheType: KVCacheType = .f32, activations: ActivationType = .f32) {
         self.config = weights.config
         self.weights = weights
         self.pool = pool
         self.kvCacheType = kvCacheType
+        self.activations = activations
         self.inverseFrequencies = weights.config.rope.inverseFrequencies(headDim: weights.config.headDim).map { Float($0) }
     }
 
     /// Opens a Hugging Face model folder: config.json and model.safetensors (or shards).
-    public static func load(directory: String, pool: WorkerPool = WorkerPool(), kvCacheType: KVCacheType = .f32) throws -> Model {
+    public static func load(directory: String, pool: WorkerPool = WorkerPool(), kvCacheType: KVCacheType = .f32,
+                            activations: ActivationType = .f32) throws -> Model {
         let config = try ModelConfig.load(directory: directory)
         let storage = try SafeTensorsModel(directory: directory)
-        return Model(weights: try ModelWeights(config: config, storage: storage), pool: pool, kvCacheType: kvCacheType)
+        return Model(weights: try ModelWeights(config: config, storage: storage), pool: pool, kvCacheType: kvCacheType,
+                     activations: activations)
     }
 
     /// A new empty cache for one sequence of at most `maxTokens` positions, of `type` (default:
@@ -276,7 +283,7 @@ public final class Model: @unchecked Sendable {
             }
             prof?.mark(.finalNorm)
             logits.withUnsafeMutableBufferPointer { out in
-                matmul(out.baseAddress!, ldo: vocab, h, ldx: d, n: wanted.count, weights.lmHead, pool: pool)
+                matmul(out.baseAddress!, ldo: vocab, h, ldx: d, n: wanted.count, weights.lmHead, pool: pool, activations: activations)
                 applyUnmerged(out: out.baseAddress!, ldo: vocab, x: h, ldx: d, segments: logitSegments,
                               outDim: vocab, inDim: d) { $0.lmHead }
             }
@@ -313,7 +320,7 @@ public final class Model: @unchecked Sendable {
         let rows = segments.last?.rows.upperBound ?? 0
         let anyMerged = segments.contains { $0.variant?.mergedMatrices[li][module] != nil }
         if !anyMerged {
-            matmul(out, ldo: ldo, x, ldx: ldx, n: rows, base, pool: pool, next: next)
+            matmul(out, ldo: ldo, x, ldx: ldx, n: rows, base, pool: pool, next: next, activations: activations)
         } else {
             // Consecutive segments on the same matrix share one product.
             var start = 0
@@ -322,7 +329,7 @@ public final class Model: @unchecked Sendable {
                 var end = start + 1
                 while end < segments.count, segments[end].variant?.mergedMatrices[li][module]?.base == w?.base { end += 1 }
                 let r0 = segments[start].rows.lowerBound, r1 = segments[end - 1].rows.upperBound
-                matmul(out + r0 * ldo, ldo: ldo, x + r0 * ldx, ldx: ldx, n: r1 - r0, w ?? base, pool: pool)
+                matmul(out + r0 * ldo, ldo: ldo, x + r0 * ldx, ldx: ldx, n: r1 - r0, w ?? base, pool: pool, activations: activations)
                 start = end
             }
         }

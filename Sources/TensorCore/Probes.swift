@@ -72,8 +72,10 @@ public enum Probes {
 
     /// FLOP/s of the FMA-only loop (gk_fma_rate: the cores' f32 FMA rate at the kernels' vector
     /// width) on each of `threads` pool threads at once, summed; the median of `repeats`. 0 with
-    /// the scalar kernels. The compute reference of batched decode.
-    public static func fmaRate(threads: Int, repeats: Int = 3) -> Double {
+    /// the scalar kernels. The compute reference of batched decode. `bf16DotProducts`: the loop on
+    /// AVX-512 BF16's dot products instead (gk_dpbf16_rate; 0 where the CPU lacks them), the
+    /// reference of products with bf16 activations.
+    public static func fmaRate(threads: Int, repeats: Int = 3, bf16DotProducts: Bool = false) -> Double {
         let pool = WorkerPool(threads: threads)
         let rates: [Double] = (0..<max(1, repeats)).map { _ in
             let sums = UnsafeMutablePointer<Double>.allocate(capacity: threads)
@@ -81,7 +83,7 @@ public enum Probes {
             sums.initialize(repeating: 0, count: threads)
             nonisolated(unsafe) let out = sums
             pool.parallelFor(threads) { range in
-                for t in range { out[t] = gk_fma_rate() }
+                for t in range { out[t] = bf16DotProducts ? gk_dpbf16_rate() : gk_fma_rate() }
             }
             return (0..<threads).reduce(0) { $0 + sums[$1] }
         }

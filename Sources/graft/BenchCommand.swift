@@ -19,6 +19,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Decode batch sizes (comma-separated).") var batches = "1,4,16,64"
     @Option(help: "Decode steps timed per repeat.") var steps = 16
     @Option(help: "KV-cache element types to bench decode with (comma-separated: f32, bf16).") var kvCacheDtypes = "f32"
+    @Option(help: "Activation types of the products with bf16 weights (comma-separated: f32, bf16; see serve --activations).")
+    var activations = "f32"
     @Option(help: "Decode context: prompt tokens of each sequence before the timed steps.") var context = 4
     @Option(help: "Repeats (the median is reported).") var repeats = 5
     @Option(name: .customLong("probe-mib"),
@@ -38,9 +40,15 @@ struct BenchCommand: ParsableCommand {
             }
             return t
         }
+        let activationTypes = try activations.split(separator: ",").map { name in
+            guard let a = ActivationType(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--activations takes f32 and/or bf16")
+            }
+            return a
+        }
         guard context >= 1 else { throw ValidationError("--context must be at least 1") }
         print("graft bench — \(model)")
-        print("cpu kernels: \(SystemInfo.kernelName); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
+        print("cpu kernels: \(SystemInfo.kernelName); bf16-activation products: \(bf16ActivationPath); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
         var records: [[String: Any]] = []
         // Open to first token: mmap only, nothing copied. The first pass may read the weights
         // from disk; the later ones have a warm page cache (their median is the figure).
@@ -78,15 +86,23 @@ struct BenchCommand: ParsableCommand {
                 throw ValidationError("--dtypes takes 'stored' and/or 'f32'")
             }
             for t in threadCounts {
-                let m = try Model.load(directory: dir, pool: WorkerPool(threads: t))
+              for act in activationTypes {
+                let m = try Model.load(directory: dir, pool: WorkerPool(threads: t), activations: act)
                 let weightBytes = Double(m.weights.bytesPerStep)
                 let wdtype = m.weights.embed.dtype.rawValue
+                // bf16 activations change only the products with bf16 weights.
+                let bf16Products = act == .bf16 && m.weights.layers[0].q.dtype == .bf16
+                if act == .bf16 && !bf16Products {
+                    print("\n== weights \(wdtype): --activations bf16 applies to bf16 weights only; skipped")
+                    continue
+                }
+                let actLabel = act == .f32 ? "" : ", activations bf16 (\(bf16ActivationPath))"
                 // The probe reads as many bytes as a decode step (up to 1 GiB), so both meet the
                 // same caches; its read patterns (several prefetching streams, as the decode
                 // kernel reads) are what keep decode from "beating" its bound, as it did a
                 // one-stream probe by up to 25%.
                 let probeBytes = probeMiB.map { $0 << 20 } ?? min(m.weights.bytesPerStep, 1 << 30)
-                print("\n== weights \(wdtype) (\(String(format: "%.1f", weightBytes / 1e6)) MB read per decode step), \(t) thread(s); bandwidth probe \(probeBytes >> 20) MiB")
+                print("\n== weights \(wdtype)\(actLabel) (\(String(format: "%.1f", weightBytes / 1e6)) MB read per decode step), \(t) thread(s); bandwidth probe \(probeBytes >> 20) MiB")
                 // Warm the page cache and the kernels once.
                 _ = try m.forward([ForwardInput(cache: m.makeCache(), tokens: Array(repeating: 1, count: 8))])
 
@@ -100,7 +116,7 @@ struct BenchCommand: ParsableCommand {
                     let rate = flops / s
                     print(String(format: "prefill %4d tokens: %8.1f tok/s  %6.1f GFLOP/s = %5.1f%% of OpenBLAS sgemm (%.1f GFLOP/s, 512×%d×%d, %d thr)",
                                  n, Double(n) / s, rate / 1e9, 100 * rate / sgemm, sgemm / 1e9, m.config.intermediateSize, m.config.hiddenSize, t))
-                    records.append(["kind": "prefill", "dtype": wdtype, "threads": t, "tokens": n, "tokens_per_s": Double(n) / s,
+                    records.append(["kind": "prefill", "dtype": wdtype, "activations": act.rawValue, "threads": t, "tokens": n, "tokens_per_s": Double(n) / s,
                                     "gflops": rate / 1e9, "sgemm_gflops": sgemm / 1e9, "ratio_to_sgemm": rate / sgemm])
                 }
                 for kvType in kvTypes {
@@ -136,7 +152,7 @@ struct BenchCommand: ParsableCommand {
                         let bandwidth = patterns.map(\.bytesPerSecond).max() ?? 0
                         let oneStream = patterns.first { $0.streams == 1 }?.bytesPerSecond ?? bandwidth
                         // And the cores' FMA rate: a batch's matmuls are compute-bound.
-                        let fmaRate = b > 1 ? Probes.fmaRate(threads: t) : 0
+                        let fmaRate = b > 1 ? Probes.fmaRate(threads: t, bf16DotProducts: bf16Products) : 0
                         var times: [Double] = [], cpuTimes: [Double] = [], pairRatios: [Double] = [], singleTimes: [Double] = []
                         for _ in 0..<max(1, repeats) {
                             if let paired { singleTimes.append(try Probes.seconds { for step in 0..<steps { try paired(step) } }) }
@@ -175,8 +191,8 @@ struct BenchCommand: ParsableCommand {
                         let flops = m.config.decodeMatmulFLOPs(batch: b)
                         let computeBound = fmaRate > 0 ? flops / fmaRate : 0
                         if computeBound > 0 {
-                            print(String(format: "  compute bound: %.2f GFLOP of matmuls per step at the FMA-only loop's %.1f GFLOP/s (%d thread%@) = %.2f ms; the step takes %.2f× that (matmuls at most %.1f%% of the loop's rate)",
-                                         flops / 1e9, fmaRate / 1e9, t, t == 1 ? "" : "s", computeBound * 1e3, perStep / computeBound, 100 * computeBound / perStep))
+                            print(String(format: "  compute bound: %.2f GFLOP of matmuls per step at the %@-only loop's %.1f GFLOP/s (%d thread%@) = %.2f ms; the step takes %.2f× that (matmuls at most %.1f%% of the loop's rate)",
+                                         flops / 1e9, bf16Products ? "vdpbf16ps" : "FMA", fmaRate / 1e9, t, t == 1 ? "" : "s", computeBound * 1e3, perStep / computeBound, 100 * computeBound / perStep))
                         }
                         if profile {
                             let p = ForwardProfile()
@@ -185,15 +201,16 @@ struct BenchCommand: ParsableCommand {
                             m.profile = nil
                             printProfile(p, config: m.config, batch: b)
                         }
-                        records.append(["kind": "decode", "dtype": wdtype, "kv_cache_dtype": kvType.rawValue, "context": context, "threads": t, "batch": b, "tokens_per_s": throughput,
+                        records.append(["kind": "decode", "dtype": wdtype, "activations": act.rawValue, "kv_cache_dtype": kvType.rawValue, "context": context, "threads": t, "batch": b, "tokens_per_s": throughput,
                                         "ms_per_step": perStep * 1e3, "cpu_ms_per_step": cpuPerStep * 1e3, "bandwidth_gbps": bandwidth / 1e9, "one_stream_gbps": oneStream / 1e9, "bound_ms": bound * 1e3,
                                         "ratio_to_bound": ratio, "speedup_vs_batch1": single > 0 ? throughput / single : 1,
-                                        "matmul_gflop_per_step": flops / 1e9, "fma_loop_gflops": fmaRate > 0 ? fmaRate / 1e9 : NSNull() as Any,
+                                        "matmul_gflop_per_step": flops / 1e9, "compute_loop": bf16Products ? "vdpbf16ps" : "fma", "fma_loop_gflops": fmaRate > 0 ? fmaRate / 1e9 : NSNull() as Any,
                                         "compute_bound_ms": computeBound > 0 ? computeBound * 1e3 : NSNull() as Any,
                                         "paired_speedup_vs_batch1": pairRatios.isEmpty ? NSNull() : Probes.median(pairRatios) as Any,
                                         "paired_batch1_ms_per_step": singleTimes.isEmpty ? NSNull() : Probes.median(singleTimes) / Double(steps) * 1e3 as Any])
                     }
                 }
+              }
             }
         }
         if let json {

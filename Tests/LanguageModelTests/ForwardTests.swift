@@ -11,6 +11,10 @@ let tolerance: Float = 1e-4
 /// models the logits then move by up to 0.0096 (measured 2026-11-24: 0.0071–0.0096 across the
 /// five models), so this bound leaves a margin of ~3×.
 let bf16KVTolerance: Float = 3e-2
+/// bf16 activations round every product's input rows (relative error ≤ 2⁻⁹); on the two bf16
+/// fixtures the logits then move by up to 0.0139 (llama) and 0.0152 (qwen2) (measured
+/// 2026-11-25), so this bound leaves a margin of ~3×.
+let bf16ActivationTolerance: Float = 5e-2
 
 @Suite(.serialized) struct ForwardTests {
     @Test(arguments: referenceModels)
@@ -87,12 +91,47 @@ let bf16KVTolerance: Float = 3e-2
         #expect(worst > tolerance, "\(name): the logits are the f32 cache's (max |Δlogit| \(worst)): were the keys rounded at all?")
     }
 
+    /// bf16 activations (`--activations bf16`): every product with the bf16 weights takes its
+    /// input rows rounded to bf16. Prompts prefilled together, then batched decode; every step's
+    /// logits within `bf16ActivationTolerance` of transformers' f32 reference, and not equal to
+    /// the f32 activations' (the rounding happened). The f32 models' products are unchanged.
+    @Test(arguments: referenceModels)
+    func bf16ActivationsStayNearTransformers(name: String) throws {
+        let (f32Model, refs) = try loadReference(model: name)
+        let model = Model(weights: f32Model.weights, pool: f32Model.pool, activations: .bf16)
+        let caches = refs.map { _ in model.makeCache() }
+        var worst: Float = 0
+        let prompts = zip(caches, refs).map { ForwardInput(cache: $0, tokens: Array($1.tokens[..<$1.promptLength]), logits: .all) }
+        for (i, rows) in try model.forward(prompts).enumerated() {
+            for (p, row) in rows.enumerated() { worst = max(worst, maxAbsDiff(row, refs[i].logits[p])) }
+        }
+        var position = refs.map(\.promptLength)
+        while true {
+            let active = refs.indices.filter { position[$0] < refs[$0].tokens.count }
+            if active.isEmpty { break }
+            let out = try model.forward(active.map { ForwardInput(cache: caches[$0], tokens: [refs[$0].tokens[position[$0]]]) })
+            for (j, i) in active.enumerated() {
+                worst = max(worst, maxAbsDiff(out[j][0], refs[i].logits[position[i]]))
+                position[i] += 1
+            }
+        }
+        if model.weights.layers[0].q.dtype == .bf16 {
+            #expect(worst <= bf16ActivationTolerance, "\(name): max |Δlogit| \(worst)")
+            #expect(worst > tolerance, "\(name): the logits are f32 activations' (max |Δlogit| \(worst)): were they rounded at all?")
+        } else {
+            #expect(worst <= tolerance, "\(name): \(model.weights.layers[0].q.dtype) weights, yet the logits moved by \(worst)")
+        }
+    }
+
     /// A sequence's logits are bit-identical alone, in a batch with others, and with its
-    /// prompt read in chunks (DESIGN.md, batch invariance), over an f32 or a bf16 KV cache.
-    @Test(arguments: [("llama-tiny-bf16", KVCacheType.f32), ("qwen2-tiny-f32", .f32), ("llama-tiny-bf16", .bf16), ("qwen2-tiny-f32", .bf16)])
-    func batchInvariance(name: String, kv: KVCacheType) throws {
+    /// prompt read in chunks (DESIGN.md, batch invariance), over an f32 or a bf16 KV cache and
+    /// with f32 or bf16 activations.
+    @Test(arguments: [("llama-tiny-bf16", KVCacheType.f32, ActivationType.f32), ("qwen2-tiny-f32", .f32, .f32),
+                      ("llama-tiny-bf16", .bf16, .f32), ("qwen2-tiny-f32", .bf16, .f32),
+                      ("llama-tiny-bf16", .f32, .bf16), ("qwen2-tiny-bf16", .bf16, .bf16)])
+    func batchInvariance(name: String, kv: KVCacheType, activations: ActivationType) throws {
         let (reference, refs) = try loadReference(model: name)
-        let model = Model(weights: reference.weights, pool: reference.pool, kvCacheType: kv)
+        let model = Model(weights: reference.weights, pool: reference.pool, kvCacheType: kv, activations: activations)
         let target = refs[1].tokens
         // Alone, whole prompt.
         let alone = try model.forward([ForwardInput(cache: model.makeCache(), tokens: target, logits: .all)])[0]

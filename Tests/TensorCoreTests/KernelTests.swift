@@ -104,6 +104,102 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         }
     }
 
+    /// bf16 activations follow the definition of AVX-512 BF16's dot product bit for bit on every
+    /// path this CPU has (the instruction itself, its AVX-512 emulation, the scalar code): per
+    /// lane, each 32-column chunk's odd column and then its even one, each an FMA with denormal
+    /// inputs and results made zeros; then the halving tree. The values include denormals,
+    /// signed zeros, products that underflow and sums that cancel; the shapes tails of 1-31
+    /// columns, partial tiles and both thread splits.
+    @Test func bf16ActivationProductsFollowTheDotProductDefinition() {
+        defer { forceKernels(nil); forceBF16ActivationEmulation(false) }
+        func flush(_ v: Float) -> Float { v.isSubnormal ? Float(sign: v.sign, exponent: 0, significand: 0) : v }
+        var state: UInt64 = 77
+        func nextBits() -> UInt16 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let r = UInt16(truncatingIfNeeded: state >> 33)
+            switch (state >> 60) & 7 {
+            case 0: return r & 0x807F                     // a denormal or a signed zero
+            case 1: return (r & 0x807F) | 0x0080          // the smallest normals: products underflow
+            default: return (r & 0x8000) | (0x3B00 + r % 0x900)   // about 2^-9 .. 2^9
+            }
+        }
+        for (rows, cols, n) in [(1, 1, 1), (5, 31, 3), (6, 33, 5), (9, 64, 4), (13, 100, 9), (17, 577, 16), (33, 1500, 6)] {
+            let w = (0..<(rows * cols)).map { _ in nextBits() }
+            let x = (0..<(n * cols)).map { _ in nextBits() }
+            var want = [Float](repeating: 0, count: n * rows)
+            for t in 0..<n {
+                for r in 0..<rows {
+                    var acc = [Float](repeating: 0, count: 16)
+                    for c in stride(from: 0, to: cols, by: 32) {
+                        for l in 0..<16 {
+                            for k in [c + 2 * l + 1, c + 2 * l] where k < cols {
+                                let p = flush(bf16ToFloat(w[r * cols + k])), q = flush(bf16ToFloat(x[t * cols + k]))
+                                acc[l] = flush(acc[l].addingProduct(p, q))
+                            }
+                        }
+                    }
+                    for h in [8, 4, 2, 1] { for l in 0..<h { acc[l] = acc[l] + acc[l + h] } }
+                    want[t * rows + r] = acc[0]
+                }
+            }
+            for (isa, emulate) in [("avx512", false), ("avx512", true), ("avx2", false), ("scalar", false)] where forceKernels(isa) {
+                forceBF16ActivationEmulation(emulate)
+                let path = bf16ActivationPath
+                for threads in [1, 2] {
+                    var out = [Float](repeating: .nan, count: n * rows)
+                    w.withUnsafeBytes { wb in
+                        let m = WeightMatrix(dtype: .bf16, rows: rows, cols: cols, base: wb.baseAddress!)
+                        matmulBF16(&out, ldo: rows, x, ldx: cols, n: n, m, pool: WorkerPool(threads: threads))
+                    }
+                    let same = zip(out, want).allSatisfy { $0.bitPattern == $1.bitPattern }
+                    #expect(same, "\(path) \(rows)×\(cols) n=\(n), \(threads) threads: \(zip(out, want).filter { $0.bitPattern != $1.bitPattern }.prefix(3))")
+                }
+            }
+        }
+    }
+
+    /// With bf16 activations each element is bit-identical whatever the batch and the split, and
+    /// `matmul(activations: .bf16)` is the rounding then that product; the results stay near the
+    /// exact product of the rounded activations.
+    @Test func bf16ActivationProductsAreBatchInvariant() {
+        defer { forceKernels(nil); forceBF16ActivationEmulation(false) }
+        let (rows, cols, n) = (37, 1000, 23)
+        let (bytes, exact) = makeWeights(.bf16, rows: rows, cols: cols, seed: 11)
+        let x: [Float] = (0..<(n * cols)).map { i -> Float in
+            let coarse = Float((i * 53) % 31) / 7 - 2
+            return coarse + Float(i % 7) * 1e-3   // bits below bf16's precision, rounded away
+        }
+        var xb = [UInt16](repeating: 0, count: x.count)
+        roundToBF16(&xb, x, count: x.count)
+        for (isa, emulate) in [("avx512", false), ("avx512", true), ("scalar", false)] where forceKernels(isa) {
+            forceBF16ActivationEmulation(emulate)
+            let path = bf16ActivationPath
+            func run(_ tokens: Range<Int>, threads: Int) -> [Float] {
+                var out = [Float](repeating: 0, count: tokens.count * rows)
+                bytes.withUnsafeBytes { w in
+                    let m = WeightMatrix(dtype: .bf16, rows: rows, cols: cols, base: w.baseAddress!)
+                    Array(x[(tokens.lowerBound * cols)..<(tokens.upperBound * cols)]).withUnsafeBufferPointer { xs in
+                        matmul(&out, ldo: rows, xs.baseAddress!, ldx: cols, n: tokens.count, m,
+                               pool: WorkerPool(threads: threads), activations: .bf16)
+                    }
+                }
+                return out
+            }
+            let all = run(0..<n, threads: 1)
+            #expect(run(0..<n, threads: 2) == all, "\(path): thread split changed results")
+            for (a, b) in [(0, 1), (5, 6), (22, 23), (3, 6), (1, 6), (4, 10), (7, 23)] {
+                #expect(run(a..<b, threads: 1) == Array(all[(a * rows)..<(b * rows)]), "\(path): batch \(a)..<\(b) differs")
+            }
+            for t in 0..<n {
+                for r in 0..<rows {
+                    var ref = 0.0
+                    for k in 0..<cols { ref += exact[r * cols + k] * Double(bf16ToFloat(xb[t * cols + k])) }
+                    #expect(abs(Double(all[t * rows + r]) - ref) <= 1e-4, "\(path) [\(t),\(r)]: \(all[t * rows + r]) vs \(ref)")
+                }
+            }
+        }
+    }
+
     /// `next` (the matrix multiplied by after this one) only moves its first lines toward the
     /// cache: every path, split and ISA gives the same bits with it as without, whatever it points
     /// at (a matrix of another shape and dtype, more bytes than the kernels prefetch).
@@ -285,14 +381,19 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
             (0x0000_0001, 0x0000),   // smallest subnormal → +0
             (0x8000_0000, 0x8000),   // -0
         ]
-        let src = cases.map { Float(bitPattern: $0.0) }
+        // Three times over (33 values): the first 32 go through the 16-wide path where the CPU
+        // has AVX-512, the last through the scalar loop.
+        let all = cases + cases + cases
+        let src = all.map { Float(bitPattern: $0.0) }
         var dst = [UInt16](repeating: 0xFFFF, count: src.count)
         roundToBF16(&dst, src, count: src.count)
-        for (i, c) in cases.enumerated() {
-            #expect(dst[i] == c.1, "\(String(c.0, radix: 16)) → \(String(dst[i], radix: 16)), want \(String(c.1, radix: 16))")
+        for (i, c) in all.enumerated() {
+            #expect(dst[i] == c.1, "[\(i)] \(String(c.0, radix: 16)) → \(String(dst[i], radix: 16)), want \(String(c.1, radix: 16))")
         }
-        var nan = [UInt16](repeating: 0, count: 2)
-        roundToBF16(&nan, [Float.nan, Float(bitPattern: 0x7F80_0001)], count: 2)   // a signalling NaN whose payload would round away
+        // A quiet NaN and a signalling one whose payload would round away, 17 times over.
+        let nans = (0..<34).map { $0 % 2 == 0 ? Float.nan : Float(bitPattern: 0x7F80_0001) }
+        var nan = [UInt16](repeating: 0, count: nans.count)
+        roundToBF16(&nan, nans, count: nans.count)
         #expect(nan.allSatisfy { Float(bitPattern: UInt32($0) << 16).isNaN })
     }
 

@@ -17,6 +17,9 @@ typedef void (*matmul_at_fn)(int, int, float *, size_t, const float *, size_t, c
                              size_t, size_t);
 typedef void (*matmul_next_fn)(int, int, float *, size_t, const float *, size_t, const void *, size_t, size_t,
                                size_t, size_t, const void *, size_t);
+typedef void (*matmul_bf16x_fn)(int, float *, size_t, const uint16_t *, size_t, const void *, size_t, size_t, size_t,
+                                size_t, const void *, size_t);
+typedef int (*bf16x_path_fn)(int);
 
 #include "timing.h"
 
@@ -45,12 +48,28 @@ int main(int argc, char **argv) {
     if (builds < 1 || builds > 16 || repeats < 1) { fprintf(stderr, "1 to 16 builds, repeats >= 1\n"); return 2; }
     // A build with gk_matmul_next is told each product's next matrix, as Model.forward tells it
     // (not after the lm head); older builds have no hint.
+    // A build named LIB@bf16x times gk_matmul_bf16x (bf16 activations: x rounded to bf16 once,
+    // outside the timing) on the path gk_bf16x_path picks.
     matmul_at_fn fn[16];
     matmul_next_fn fnext[16];
+    matmul_bf16x_fn fbx[16];
+    int bxpath[16];
     for (int i = 0; i < builds; i++) {
-        void *h = dlopen(argv[arg + i], RTLD_NOW | RTLD_LOCAL);
+        char lib[4096];
+        snprintf(lib, sizeof lib, "%s", argv[arg + i]);
+        char *at = strchr(lib, '@');
+        if (at) *at = 0;
+        void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
         if (!h || !(fn[i] = (matmul_at_fn)dlsym(h, "gk_matmul_at"))) { fprintf(stderr, "%s\n", dlerror()); return 1; }
         fnext[i] = (matmul_next_fn)dlsym(h, "gk_matmul_next");
+        fbx[i] = NULL;
+        if (at && strcmp(at + 1, "bf16x") == 0) {
+            fbx[i] = (matmul_bf16x_fn)dlsym(h, "gk_matmul_bf16x");
+            bf16x_path_fn pathfn = (bf16x_path_fn)dlsym(h, "gk_bf16x_path");
+            if (!fbx[i] || !pathfn) { fprintf(stderr, "%s: no gk_matmul_bf16x\n", lib); return 1; }
+            bxpath[i] = pathfn(isa);
+            printf("%s: bf16 activations (gk_matmul_bf16x, path %d)\n", argv[arg + i], bxpath[i]);
+        } else if (at) { fprintf(stderr, "unknown build suffix %s\n", at + 1); return 2; }
         if (fnext[i]) printf("%s: told the next matrix (gk_matmul_next)\n", argv[arg + i]);
     }
     // --l3: one layer (no lm head), repeated, so that the weights stay in the last-level cache.
@@ -87,6 +106,12 @@ int main(int argc, char **argv) {
     }
     float *x = aligned_alloc(64, n * maxk * 4);
     for (size_t i = 0; i < n * maxk; i++) x[i] = ((int)(i * 7919 % 2001) - 1000) * 1e-3f;
+    uint16_t *xb = aligned_alloc(64, (n * maxk * 2 + 63) / 64 * 64);   // x rounded to bf16 (to nearest even)
+    for (size_t i = 0; i < n * maxk; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        xb[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
     float *out[16];
     for (int b = 0; b < builds; b++) out[b] = aligned_alloc(64, n * maxr * 4);
     double *t = malloc(sizeof(double) * repeats * builds);
@@ -104,7 +129,10 @@ int main(int argc, char **argv) {
                     const size_t here = m[i][0] * m[i][1];
                     const int hint = fnext[b] && !l2 && i + 1 < count;
                     for (size_t rep = 0; rep < (l2 ? inner : 1); rep++)
-                        if (hint)
+                        if (fbx[b])
+                            fbx[b](bxpath[b], out[b], m[i][0], xb, m[i][1], w + off, m[i][1], n, 0, m[i][0],
+                                   hint ? w + off + here : NULL, hint ? m[i + 1][0] * m[i + 1][1] * 2 : 0);
+                        else if (hint)
                             fnext[b](isa, 1, out[b], m[i][0], x, m[i][1], w + off, m[i][1], n, 0, m[i][0], w + off + here,
                                      m[i + 1][0] * m[i + 1][1] * 2);
                         else

@@ -46,6 +46,22 @@ void gk_matmul_at(int level, gk_dtype dtype, float *out, size_t ldo, const float
 void gk_matmul_next(int level, gk_dtype dtype, float *out, size_t ldo, const float *x, size_t ldx,
                     const void *w, size_t cols, size_t n, size_t r0, size_t r1, const void *next, size_t next_bytes);
 
+/// bf16 activations: out[t*ldo + r] = Σ_k x[t*ldx + k] · W[r*cols + k] for t < n, r0 ≤ r < r1,
+/// with W bf16 and x already rounded to bf16 (gk_round_bf16), in the order of AVX-512 BF16's
+/// dot-product instruction (matmul.c, "bf16 activations"): with it where the CPU has it, else
+/// emulated bit for bit (AVX-512, or scalar code below that), so every path, batch size and
+/// thread split gives the same bits. `path`: gk_bf16x_path on the submitting thread (workers take
+/// the same); `next`, `next_bytes`: as gk_matmul_next.
+void gk_matmul_bf16x(int path, float *out, size_t ldo, const uint16_t *x, size_t ldx, const void *w, size_t cols,
+                     size_t n, size_t r0, size_t r1, const void *next, size_t next_bytes);
+/// How gk_matmul_bf16x computes at a kernel level on the calling thread (its emulation override
+/// included).
+enum { GK_BF16X_SCALAR = 0, GK_BF16X_AVX512 = 1, GK_BF16X_DPBF16 = 2 };
+int gk_bf16x_path(int level);
+/// Tests: the calling thread emulates the dot-product instruction even where the CPU has it
+/// (on != 0) or goes back to it (0).
+int gk_force_bf16x_emulation(int on);
+
 /// dst[i] = (float)src[i] for i < n (embedding rows, norms).
 void gk_widen(gk_dtype dtype, float *dst, const void *src, size_t n);
 
@@ -84,6 +100,10 @@ float gk_read_bytes_streams(const void *p, size_t n, int streams, size_t prefetc
 /// the calling thread, at its kernel level's width (zmm for AVX-512, ymm for AVX2); 0 for the
 /// scalar kernels. About 0.05 s. The compute reference of batched decode in the benchmarks.
 double gk_fma_rate(void);
+/// GFLOP/s of the same loop on AVX-512 BF16's dot-product instruction (4 FLOP per lane: two
+/// multiply-adds) where gk_matmul_bf16x uses it on this thread, else 0: the compute reference of
+/// batched decode with bf16 activations.
+double gk_dpbf16_rate(void);
 
 /// The host's worker pool (the caller plus threads-1 workers). Not reentrant: one task at a
 /// time per pool, submitted from one thread.
