@@ -8,6 +8,11 @@ the model.safetensors they were made on, plus the library versions. The Swift te
 token for token and is skipped when the model is not provisioned.
 
     python3 tools/gen_default_model_fixture.py [MODEL_DIR]
+
+It also runs the prompts in transformers' own bf16 inference (torch_dtype=bfloat16) and records,
+per prompt, the first token where that greedy continuation parts from the f32 one
+(`bf16_inference_first_differing`): the yardstick of graft's `--activations bf16`
+(DefaultModelTests.bf16ActivationsPartNoSoonerThanTransformersBF16).
 """
 import hashlib
 import json
@@ -35,6 +40,17 @@ PROMPTS = [
 NEW_TOKENS = 64
 
 
+def greedy(model, tok, text):
+    messages = [{"role": "user", "content": text}]
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tok(rendered, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None,
+                             pad_token_id=tok.pad_token_id)
+    return rendered, ids, out[0][len(ids):].tolist()
+
+
 def main():
     root = os.path.join(os.path.dirname(__file__), "..")
     model_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "models", "smollm2-135m-instruct")
@@ -46,22 +62,21 @@ def main():
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     cases = []
     for text in PROMPTS:
-        messages = [{"role": "user", "content": text}]
-        rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tok(rendered, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None,
-                                 pad_token_id=tok.pad_token_id)
-        greedy = out[0][len(ids):].tolist()
-        cases.append({"prompt": text, "rendered": rendered, "prompt_ids": ids, "greedy_ids": greedy,
-                      "greedy_text": tok.decode(greedy)})
-        print(f"{text[:40]!r}: {tok.decode(greedy)[:60]!r}")
+        rendered, ids, greedy_ids = greedy(model, tok, text)
+        cases.append({"prompt": text, "rendered": rendered, "prompt_ids": ids, "greedy_ids": greedy_ids,
+                      "greedy_text": tok.decode(greedy_ids)})
+        print(f"{text[:40]!r}: {tok.decode(greedy_ids)[:60]!r}")
+    bf16 = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.bfloat16).eval()
+    firsts = []
+    for case in cases:
+        ids = greedy(bf16, tok, case["prompt"])[2]
+        firsts.append(next((i for i, (a, b) in enumerate(zip(ids, case["greedy_ids"])) if a != b), NEW_TOKENS))
+    print(f"bf16 inference: first token differing from f32, per prompt: {firsts}")
     fixture = {"model": "smollm2-135m-instruct", "model_safetensors_sha256": h.hexdigest(),
                "new_tokens": NEW_TOKENS, "compute": "float32 on the stored bf16 weights, greedy, no EOS stop",
                "transformers": transformers.__version__, "torch": torch.__version__,
                "tokenizers": tokenizers.__version__, "generator": "tools/gen_default_model_fixture.py",
-               "cases": cases}
+               "bf16_inference_first_differing": firsts, "cases": cases}
     with open(os.path.join(root, "Tests", "Fixtures", "default_model_greedy.json"), "w") as f:
         json.dump(fixture, f, indent=1, ensure_ascii=False)
         f.write("\n")

@@ -72,6 +72,19 @@ public final class Model: @unchecked Sendable {
                      activations: activations)
     }
 
+    /// Why `activations` will not pay off here, if it will not: bf16 activations with no bf16
+    /// weights to apply to, or on a CPU without AVX-512 BF16 (emulated, slower than f32).
+    public var activationWarning: String? {
+        guard activations == .bf16 else { return nil }
+        if weights.layers.first?.q.dtype != .bf16 {
+            return "--activations bf16 changes only products with bf16 weights; this model's are \(weights.layers.first?.q.dtype.rawValue ?? "absent")"
+        }
+        if bf16ActivationPath != "dpbf16" {
+            return "this CPU lacks AVX-512 BF16: bf16 activations are emulated (\(bf16ActivationPath)), slower than f32"
+        }
+        return nil
+    }
+
     /// A new empty cache for one sequence of at most `maxTokens` positions, of `type` (default:
     /// the model's `kvCacheType`).
     public func makeCache(maxTokens: Int? = nil, type: KVCacheType? = nil) -> KVCache {

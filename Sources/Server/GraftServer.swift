@@ -41,10 +41,12 @@ public final class GraftServer: @unchecked Sendable {
         }
         modelAlias = URL(fileURLWithPath: options.modelDirectory).standardizedFileURL.lastPathComponent
         do {
-            model = try Model.load(directory: options.modelDirectory, pool: WorkerPool(threads: options.threads), kvCacheType: options.kvCacheType)
+            model = try Model.load(directory: options.modelDirectory, pool: WorkerPool(threads: options.threads), kvCacheType: options.kvCacheType,
+                                   activations: options.activations)
         } catch {
             throw ServerError.startup("cannot load the model '\(options.modelDirectory)': \(error)")
         }
+        if let warning = model.activationWarning { logger.warning("\(warning)") }
         if FileManager.default.fileExists(atPath: options.modelDirectory + "/tokenizer.json") {
             do {
                 tokenizer = try Tokenizer(directory: options.modelDirectory)
@@ -109,7 +111,7 @@ public final class GraftServer: @unchecked Sendable {
     public func run() {
         signal(SIGPIPE, SIG_IGN)
         engine.start()
-        logger.notice("serving \(options.modelDirectory) as '\(modelID)' on http://\(options.host):\(port) (max batch \(options.maxBatch), KV cache \(options.kvCacheMB) MiB \(options.kvCacheType.rawValue))")
+        logger.notice("serving \(options.modelDirectory) as '\(modelID)' on http://\(options.host):\(port) (max batch \(options.maxBatch), KV cache \(options.kvCacheMB) MiB \(options.kvCacheType.rawValue), activations \(options.activations.rawValue))")
         http.run()
         // Plugin children still running have no one to publish to.
         for process in transfers.children.values where process.isRunning { process.terminate() }

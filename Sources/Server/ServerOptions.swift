@@ -1,4 +1,5 @@
 import LanguageModel
+import TensorCore
 
 /// What `graft serve` is told: where to listen, what to load, and every limit.
 public struct ServerOptions: Sendable {
@@ -16,6 +17,8 @@ public struct ServerOptions: Sendable {
     public var kvCacheMB = 1024
     /// Element type of the KV cache: f32 (the reference numerics) or bf16 (half the bytes per token).
     public var kvCacheType: KVCacheType = .f32
+    /// Activations of the products with bf16 weights (Model.activations): f32 or bf16.
+    public var activations: ActivationType = .f32
     /// Prompt tokens read per engine step (over all sequences being prefilled).
     public var prefillChunk = 256
     /// Sequences waiting for admission before new requests get 429.

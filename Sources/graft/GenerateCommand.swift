@@ -41,6 +41,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Worker threads (default: all cores).") var threads: Int?
     @Option(help: kvCacheDtypeHelp)
     var kvCacheDtype: KVCacheType = .f32
+    @Option(help: activationsHelp)
+    var activations: ActivationType = .f32
 
     func load() throws -> (Model, Tokenizer) {
         var isDir: ObjCBool = false
@@ -54,7 +56,10 @@ struct ModelOptions: ParsableArguments {
             throw CLIError("cannot load the tokenizer of '\(model)': \(error)")
         }
         do {
-            return (try Model.load(directory: model, pool: WorkerPool(threads: threads), kvCacheType: kvCacheDtype), tokenizer)
+            let m = try Model.load(directory: model, pool: WorkerPool(threads: threads), kvCacheType: kvCacheDtype,
+                                   activations: activations)
+            if let warning = m.activationWarning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+            return (m, tokenizer)
         } catch {
             throw CLIError("cannot load the model '\(model)': \(error)")
         }

@@ -3,6 +3,7 @@ import Foundation
 import LanguageModel
 import Logging
 import Server
+import TensorCore
 import Transfer
 
 /// `graft serve`: the OpenAI-compatible HTTP server (../shared/DESIGN.md, HTTP API).
@@ -20,6 +21,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "KV-cache memory for all running sequences, MiB.") var kvCacheMb = 1024
     @Option(help: kvCacheDtypeHelp)
     var kvCacheDtype: KVCacheType = .f32
+    @Option(help: activationsHelp)
+    var activations: ActivationType = .f32
     @Option(help: "Prompt tokens read per engine step.") var prefillChunk = 256
     @Option(help: "Sequences waiting for admission before requests get 429.") var maxQueue = 256
     @Option(help: "Largest prompt, in tokens.") var maxPromptTokens = 8192
@@ -65,6 +68,7 @@ struct ServeCommand: ParsableCommand {
         o.maxBatch = maxBatch
         o.kvCacheMB = kvCacheMb
         o.kvCacheType = kvCacheDtype
+        o.activations = activations
         o.prefillChunk = prefillChunk
         o.maxQueue = maxQueue
         o.maxPromptTokens = maxPromptTokens

@@ -148,6 +148,10 @@ struct VariantBenchCommand: ParsableCommand {
 /// allowed values by ArgumentParser, as the admin API's `delta_dtype` takes them.
 extension DeltaValueType: ExpressibleByArgument {}
 extension KVCacheType: ExpressibleByArgument {}
+extension ActivationType: ExpressibleByArgument {}
 
 /// `--kv-cache-dtype` of serve, generate and chat.
+/// `--activations` of serve, generate and chat.
+let activationsHelp = ArgumentHelp("Activations of the products with bf16 weights: f32 (logits as the f32 reference) or bf16 (rounded to bf16 for AVX-512 BF16's dot products: faster prefill and batched decode where the CPU has them, emulated and slower where not; logits move by up to ~0.015 on the reference fixtures). See README, bf16 activations.")
+
 let kvCacheDtypeHelp = ArgumentHelp("KV-cache element type: f32 (logits as the f32 reference) or bf16 (half the memory per token; logits move by up to ~0.01 on the reference fixtures).")
