@@ -1056,31 +1056,60 @@ INLINE512BF void bxtile(int emu, int R, int J, float *out, size_t ldo, const uin
         for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[4 * a + b]);
 }
 
-// Tokens in tiles of 4 over R rows from r; only the first tile prefetches (the later ones find
-// the rows in L1 or L2). With more than one tile the prefetches go to L2: the activations of
-// every tile stay in L1, and blocks prefetched GK_PF_BLOCKS ahead into L1 beside them were
-// evicted before use (SmolLM2 at 16 tokens: the first tile's weight loads stalled).
-#define BX_TOKENS(EMU, R)                                                                      \
-    for (size_t j = 0; j < n; j += 4) {                                                        \
-        float *o = out + j * ldo;                                                              \
-        const uint16_t *xj = x + j * ldx;                                                      \
-        const char *p = j == 0 ? DIRECT_PF(R) : NULL;                                          \
-        switch (n - j < 4 ? n - j : 4) {                                                       \
-        case 4: bxtile(EMU, R, 4, o, ldo, xj, ldx, w, rb, cols, r, p, n > 4); break;                  \
-        case 3: bxtile(EMU, R, 3, o, ldo, xj, ldx, w, rb, cols, r, p, n > 4); break;                  \
-        case 2: bxtile(EMU, R, 2, o, ldo, xj, ldx, w, rb, cols, r, p, n > 4); break;                  \
-        default: bxtile(EMU, R, 1, o, ldo, xj, ldx, w, rb, cols, r, p, n > 4); break;                 \
+// One tile of R rows from r × the tokens from j (up to 4), prefetching p (NULL: nothing); with
+// more than 4 tokens in the product the prefetches go to L2: the activations stay in L1, and
+// blocks prefetched GK_PF_BLOCKS ahead into L1 beside them were evicted before use (SmolLM2 at
+// 16 tokens: the first tile's weight loads stalled; a step's products 41 -> 30 ms into L2).
+#define BX_TILE(EMU, R, j, p)                                                                   \
+    do {                                                                                       \
+        float *o_ = out + (j) * ldo;                                                           \
+        const uint16_t *x_ = x + (j) * ldx;                                                    \
+        switch (n - (j) < 4 ? n - (j) : 4) {                                                   \
+        case 4: bxtile(EMU, R, 4, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;          \
+        case 3: bxtile(EMU, R, 3, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;          \
+        case 2: bxtile(EMU, R, 2, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;          \
+        default: bxtile(EMU, R, 1, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;         \
         }                                                                                      \
-    }
+    } while (0)
 
+// When every token's activations fit in L1 beside a block of rows (GK_BX_X_L1 bytes), each
+// block of 4 rows serves every token tile from L1, and only the first tile prefetches. Else the
+// rows go in strips of GK_BX_STRIP_BYTES, each token tile passing over the whole strip (its
+// activations in L1, the strip in L2). At 16 tokens on SmolLM2's down projection (1536 columns:
+// 48 KB of activations) 141 -> 156-161 GFLOP/s, a step's products 24.9 -> 23.5-24.2 ms
+// (tools/bench_matmul/run, BUILD@bf16x, strips of 64 or 256 KiB alike); its other products (576
+// columns, 18 KB) keep the first order. With the weights in L2 or L3 (--l2, --l3) every product
+// runs at 216-226 GFLOP/s, 94% of the dot-product loop; streamed, 180-197 (prefetching 8 to 32
+// blocks ahead instead of 3: equal).
+#ifndef GK_BX_X_L1
+#define GK_BX_X_L1 (20u << 10)
+#endif
+#ifndef GK_BX_STRIP_BYTES
+#define GK_BX_STRIP_BYTES (128u << 10)
+#endif
 INLINE512BF void bx512(int emu, float *out, size_t ldo, const uint16_t *x, size_t ldx, const char *w, size_t cols,
                        size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) {
     const size_t rb = cols * 2;
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4) BX_TOKENS(emu, 4)
-    for (; r < r1; r++) BX_TOKENS(emu, 1)
+    if (n <= 4 || n * rb <= GK_BX_X_L1) {
+        size_t r = r0;
+        for (; r + 4 <= r1; r += 4)
+            for (size_t j = 0; j < n; j += 4) BX_TILE(emu, 4, j, j == 0 ? DIRECT_PF(4) : NULL);
+        for (; r < r1; r++)
+            for (size_t j = 0; j < n; j += 4) BX_TILE(emu, 1, j, j == 0 ? DIRECT_PF(1) : NULL);
+        return;
+    }
+    size_t S = GK_BX_STRIP_BYTES / rb;
+    S = S < 4 ? 4 : S - S % 4;
+    for (size_t s0 = r0; s0 < r1; s0 += S) {
+        const size_t s1 = s0 + S < r1 ? s0 + S : r1;
+        for (size_t j = 0; j < n; j += 4) {
+            size_t r = s0;
+            for (; r + 4 <= s1; r += 4) BX_TILE(emu, 4, j, j == 0 ? DIRECT_PF(4) : NULL);
+            for (; r < s1; r++) BX_TILE(emu, 1, j, j == 0 ? DIRECT_PF(1) : NULL);
+        }
+    }
 }
-#undef BX_TOKENS
+#undef BX_TILE
 
 T512BF static void bx512_hw(float *out, size_t ldo, const uint16_t *x, size_t ldx, const char *w, size_t cols,
                             size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) {

@@ -109,7 +109,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
     /// lane, each 32-column chunk's odd column and then its even one, each an FMA with denormal
     /// inputs and results made zeros; then the halving tree. The values include denormals,
     /// signed zeros, products that underflow and sums that cancel; the shapes tails of 1-31
-    /// columns, partial tiles and both thread splits.
+    /// columns, partial tiles, both row orders and both thread splits.
     @Test func bf16ActivationProductsFollowTheDotProductDefinition() {
         defer { forceKernels(nil); forceBF16ActivationEmulation(false) }
         func flush(_ v: Float) -> Float { v.isSubnormal ? Float(sign: v.sign, exponent: 0, significand: 0) : v }
@@ -123,7 +123,8 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
             default: return (r & 0x8000) | (0x3B00 + r % 0x900)   // about 2^-9 .. 2^9
             }
         }
-        for (rows, cols, n) in [(1, 1, 1), (5, 31, 3), (6, 33, 5), (9, 64, 4), (13, 100, 9), (17, 577, 16), (33, 1500, 6)] {
+        // The last: activations past GK_BX_X_L1 (36 KB), so rows in strips (of 32 rows here).
+        for (rows, cols, n) in [(1, 1, 1), (5, 31, 3), (6, 33, 5), (9, 64, 4), (13, 100, 9), (17, 577, 16), (33, 1500, 6), (70, 2000, 9)] {
             let w = (0..<(rows * cols)).map { _ in nextBits() }
             let x = (0..<(n * cols)).map { _ in nextBits() }
             var want = [Float](repeating: 0, count: n * rows)
