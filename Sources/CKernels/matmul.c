@@ -1000,11 +1000,11 @@ INLINE512BF __m512 bx_dp(int emu, __m512 acc, __m512i w, __m512i x) {
 #ifndef GK_BX_SEG_COLS
 #define GK_BX_SEG_COLS 64
 #endif
-// R ≤ 4 rows from r × J ≤ 4 tokens, straight from memory; pf: the next block's R rows (NULL: no
-// prefetch), requested in address order over the k loop as tile512 does, or with `l2` into L2
-// only.
+// R ≤ 4 rows from r × J ≤ 4 tokens, straight from memory. Few tokens (pfl == 0): pf is the next
+// block's R rows (NULL: no prefetch), requested in address order over the k loop as tile512 does.
+// Batched (pfl > 0): the pfl lines from pf are requested into L2, spread evenly over the k loop.
 INLINE512BF void bxtile(int emu, int R, int J, float *out, size_t ldo, const uint16_t *x, size_t ldx,
-                        const char *w, size_t rb, size_t cols, size_t r, const char *pf, int l2) {
+                        const char *w, size_t rb, size_t cols, size_t r, const char *pf, size_t pfl) {
     __m512 acc[16];
     for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
     size_t k = 0;
@@ -1029,10 +1029,12 @@ INLINE512BF void bxtile(int emu, int R, int J, float *out, size_t ldo, const uin
         }
         k = whole;
     }
+    const size_t steps = cols / 32;
+    size_t q = 0; // lines of pf requested so far (batched)
     for (; k + 32 <= cols; k += 32) {
 #ifndef GK_NO_PREFETCH
-        if (pf && l2)
-            for (int a = 0; a < R; a++) _mm_prefetch(pf + (R * k + 32 * a) * 2, _MM_HINT_T2);
+        if (pfl)
+            for (; q < pfl && q * steps < pfl * (k / 32 + 1); q++) _mm_prefetch(pf + 64 * q, _MM_HINT_T2);
         else if (pf)
             for (int a = 0; a < R; a++) PREFETCH_BLOCK(pf + (R * k + 32 * a) * 2, R * rb, w + (r + a) * rb + k * 2);
 #endif
@@ -1043,6 +1045,9 @@ INLINE512BF void bxtile(int emu, int R, int J, float *out, size_t ldo, const uin
             for (int a = 0; a < R; a++) acc[4 * a + b] = bx_dp(emu, acc[4 * a + b], wv[a], xv);
         }
     }
+#ifndef GK_NO_PREFETCH
+    for (; q < pfl; q++) _mm_prefetch(pf + 64 * q, _MM_HINT_T2);
+#endif
     if (k < cols) {
         __m512i wv[4];
         for (int a = 0; a < R; a++) wv[a] = bx_load(w + (r + a) * rb + k * 2, cols - k);
@@ -1056,31 +1061,35 @@ INLINE512BF void bxtile(int emu, int R, int J, float *out, size_t ldo, const uin
         for (int b = 0; b < J; b++) out[b * ldo + r + a] = _mm512_reduce_add_ps(acc[4 * a + b]);
 }
 
-// One tile of R rows from r × the tokens from j (up to 4), prefetching p (NULL: nothing); with
-// more than 4 tokens in the product the prefetches go to L2: the activations stay in L1, and
-// blocks prefetched GK_PF_BLOCKS ahead into L1 beside them were evicted before use (SmolLM2 at
-// 16 tokens: the first tile's weight loads stalled; a step's products 41 -> 30 ms into L2).
-#define BX_TILE(EMU, R, j, p)                                                                   \
+// One tile of R rows from r × the tokens from j (up to 4), with bxtile's prefetch arguments.
+#define BX_TILE(EMU, R, j, p, pl)                                                               \
     do {                                                                                       \
         float *o_ = out + (j) * ldo;                                                           \
         const uint16_t *x_ = x + (j) * ldx;                                                    \
         switch (n - (j) < 4 ? n - (j) : 4) {                                                   \
-        case 4: bxtile(EMU, R, 4, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;          \
-        case 3: bxtile(EMU, R, 3, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;          \
-        case 2: bxtile(EMU, R, 2, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;          \
-        default: bxtile(EMU, R, 1, o_, ldo, x_, ldx, w, rb, cols, r, p, n > 4); break;         \
+        case 4: bxtile(EMU, R, 4, o_, ldo, x_, ldx, w, rb, cols, r, p, pl); break;             \
+        case 3: bxtile(EMU, R, 3, o_, ldo, x_, ldx, w, rb, cols, r, p, pl); break;             \
+        case 2: bxtile(EMU, R, 2, o_, ldo, x_, ldx, w, rb, cols, r, p, pl); break;             \
+        default: bxtile(EMU, R, 1, o_, ldo, x_, ldx, w, rb, cols, r, p, pl); break;            \
         }                                                                                      \
     } while (0)
 
-// When every token's activations fit in L1 beside a block of rows (GK_BX_X_L1 bytes), each
-// block of 4 rows serves every token tile from L1, and only the first tile prefetches. Else the
-// rows go in strips of GK_BX_STRIP_BYTES, each token tile passing over the whole strip (its
-// activations in L1, the strip in L2). At 16 tokens on SmolLM2's down projection (1536 columns:
-// 48 KB of activations) 141 -> 156-161 GFLOP/s, a step's products 24.9 -> 23.5-24.2 ms
-// (tools/bench_matmul/run, BUILD@bf16x, strips of 64 or 256 KiB alike); its other products (576
-// columns, 18 KB) keep the first order. With the weights in L2 or L3 (--l2, --l3) every product
-// runs at 216-226 GFLOP/s, 94% of the dot-product loop; streamed, 180-197 (prefetching 8 to 32
-// blocks ahead instead of 3: equal).
+// Up to 4 tokens (memory-bound): each block of 4 rows serves its one token tile, prefetching
+// the block GK_PF_BLOCKS on as the f32 kernels do. More tokens (compute-bound): when every
+// token's activations fit in L1 beside a block of rows (GK_BX_X_L1 bytes), each 4-row block
+// serves every token tile from L1; else the rows go in strips of GK_BX_STRIP_BYTES, each token
+// tile passing over the whole strip (its activations in L1, the strip in L2). Either way the
+// rows read next (the block GK_PF_BLOCKS on, or the same block of the next strip) are requested
+// into L2 a share per token tile, so that the stream is spread over all the block's (or
+// strip's) compute. The next product's rows follow the last ones (direct_pf).
+// Measured (tools/bench_matmul/run --tokens 16, BUILD@bf16x, 2026-11-25, Zen 4): SmolLM2 at 16
+// tokens, rows reused from L1 with the prefetch into L1 in the first tile 41 ms per step, into
+// L2 30 ms (graft bench), in the first tile only 24.1 ms and spread over the tiles 22.7
+// (tools/bench_matmul); its down projection (48 KB of activations) 141 -> 156-161 GFLOP/s in
+// strips, 185 with the spread prefetch. At 64 tokens 84.6 -> 80.7 ms (213 GFLOP/s, 91% of the
+// dot-product loop). 7B shapes (--layers 2) 119.2 -> 116.8 ms, 147 GFLOP/s: with the weights in
+// L2 (--l2) they run at 190-198, SmolLM2's at 216-226. K blocks within strips (accumulators
+// saved between them) made 7B shapes slower: 116.7 -> 120.6 ms (1024 columns), 123.6 (512).
 #ifndef GK_BX_X_L1
 #define GK_BX_X_L1 (20u << 10)
 #endif
@@ -1089,13 +1098,24 @@ INLINE512BF void bxtile(int emu, int R, int J, float *out, size_t ldo, const uin
 #endif
 INLINE512BF void bx512(int emu, float *out, size_t ldo, const uint16_t *x, size_t ldx, const char *w, size_t cols,
                        size_t n, size_t r0, size_t r1, const char *nx, size_t nxb) {
-    const size_t rb = cols * 2;
-    if (n <= 4 || n * rb <= GK_BX_X_L1) {
+    const size_t rb = cols * 2, G = (n + 3) / 4;
+    if (n <= 4) {
+        size_t r = r0;
+        for (; r + 4 <= r1; r += 4) BX_TILE(emu, 4, 0, DIRECT_PF(4), 0);
+        for (; r < r1; r++) BX_TILE(emu, 1, 0, DIRECT_PF(1), 0);
+        return;
+    }
+    // Lines of the R-row block at `ra` (past r1: the next product's) that token tile g requests.
+#define BX_SHARE(ra, R, g) (direct_pf(w, rb, (ra), r1, nx, nxb, (R) * rb) + 64 * ((R) * rb / 64 * (g) / G))
+#define BX_LINES(R, g) ((R) * rb / 64 * ((g) + 1) / G - (R) * rb / 64 * (g) / G)
+    if (n * rb <= GK_BX_X_L1) {
         size_t r = r0;
         for (; r + 4 <= r1; r += 4)
-            for (size_t j = 0; j < n; j += 4) BX_TILE(emu, 4, j, j == 0 ? DIRECT_PF(4) : NULL);
+            for (size_t j = 0; j < n; j += 4)
+                BX_TILE(emu, 4, j, BX_SHARE(r + GK_PF_BLOCKS * 4, 4, j / 4), BX_LINES(4, j / 4));
         for (; r < r1; r++)
-            for (size_t j = 0; j < n; j += 4) BX_TILE(emu, 1, j, j == 0 ? DIRECT_PF(1) : NULL);
+            for (size_t j = 0; j < n; j += 4)
+                BX_TILE(emu, 1, j, BX_SHARE(r + GK_PF_BLOCKS, 1, j / 4), BX_LINES(1, j / 4));
         return;
     }
     size_t S = GK_BX_STRIP_BYTES / rb;
@@ -1104,10 +1124,12 @@ INLINE512BF void bx512(int emu, float *out, size_t ldo, const uint16_t *x, size_
         const size_t s1 = s0 + S < r1 ? s0 + S : r1;
         for (size_t j = 0; j < n; j += 4) {
             size_t r = s0;
-            for (; r + 4 <= s1; r += 4) BX_TILE(emu, 4, j, j == 0 ? DIRECT_PF(4) : NULL);
-            for (; r < s1; r++) BX_TILE(emu, 1, j, j == 0 ? DIRECT_PF(1) : NULL);
+            for (; r + 4 <= s1; r += 4) BX_TILE(emu, 4, j, BX_SHARE(r + S, 4, j / 4), BX_LINES(4, j / 4));
+            for (; r < s1; r++) BX_TILE(emu, 1, j, BX_SHARE(r + S, 1, j / 4), BX_LINES(1, j / 4));
         }
     }
+#undef BX_SHARE
+#undef BX_LINES
 }
 #undef BX_TILE
 
