@@ -70,23 +70,7 @@ let bf16ActivationTolerance: Float = 5e-2
     func bf16KVCacheStaysNearTransformers(name: String) throws {
         let (f32Model, refs) = try loadReference(model: name)
         let model = Model(weights: f32Model.weights, pool: f32Model.pool, kvCacheType: .bf16)
-        let caches = refs.map { _ in model.makeCache() }
-        #expect(caches.allSatisfy { $0.type == .bf16 })
-        var worst: Float = 0
-        let prompts = zip(caches, refs).map { ForwardInput(cache: $0, tokens: Array($1.tokens[..<$1.promptLength]), logits: .all) }
-        for (i, rows) in try model.forward(prompts).enumerated() {
-            for (p, row) in rows.enumerated() { worst = max(worst, maxAbsDiff(row, refs[i].logits[p])) }
-        }
-        var position = refs.map(\.promptLength)
-        while true {
-            let active = refs.indices.filter { position[$0] < refs[$0].tokens.count }
-            if active.isEmpty { break }
-            let out = try model.forward(active.map { ForwardInput(cache: caches[$0], tokens: [refs[$0].tokens[position[$0]]]) })
-            for (j, i) in active.enumerated() {
-                worst = max(worst, maxAbsDiff(out[j][0], refs[i].logits[position[i]]))
-                position[i] += 1
-            }
-        }
+        let worst = try worstDeviation(model, refs, inspect: { caches in #expect(caches.allSatisfy { $0.type == .bf16 }) })
         #expect(worst <= bf16KVTolerance, "\(name): max |Δlogit| \(worst)")
         #expect(worst > tolerance, "\(name): the logits are the f32 cache's (max |Δlogit| \(worst)): were the keys rounded at all?")
     }
@@ -99,7 +83,21 @@ let bf16ActivationTolerance: Float = 5e-2
     func bf16ActivationsStayNearTransformers(name: String) throws {
         let (f32Model, refs) = try loadReference(model: name)
         let model = Model(weights: f32Model.weights, pool: f32Model.pool, activations: .bf16)
+        let worst = try worstDeviation(model, refs)
+        if model.weights.layers[0].q.dtype == .bf16 {
+            #expect(worst <= bf16ActivationTolerance, "\(name): max |Δlogit| \(worst)")
+            #expect(worst > tolerance, "\(name): the logits are f32 activations' (max |Δlogit| \(worst)): were they rounded at all?")
+        } else {
+            #expect(worst <= tolerance, "\(name): \(model.weights.layers[0].q.dtype) weights, yet the logits moved by \(worst)")
+        }
+    }
+
+    /// The largest |Δlogit| from transformers' reference over the fixture's prompts prefilled
+    /// together (every position) and then decoded in one batch, one token per step.
+    /// `inspect` sees the caches once made.
+    private func worstDeviation(_ model: Model, _ refs: [ReferenceSequence], inspect: ([KVCache]) -> Void = { _ in }) throws -> Float {
         let caches = refs.map { _ in model.makeCache() }
+        inspect(caches)
         var worst: Float = 0
         let prompts = zip(caches, refs).map { ForwardInput(cache: $0, tokens: Array($1.tokens[..<$1.promptLength]), logits: .all) }
         for (i, rows) in try model.forward(prompts).enumerated() {
@@ -115,12 +113,7 @@ let bf16ActivationTolerance: Float = 5e-2
                 position[i] += 1
             }
         }
-        if model.weights.layers[0].q.dtype == .bf16 {
-            #expect(worst <= bf16ActivationTolerance, "\(name): max |Δlogit| \(worst)")
-            #expect(worst > tolerance, "\(name): the logits are f32 activations' (max |Δlogit| \(worst)): were they rounded at all?")
-        } else {
-            #expect(worst <= tolerance, "\(name): \(model.weights.layers[0].q.dtype) weights, yet the logits moved by \(worst)")
-        }
+        return worst
     }
 
     /// A sequence's logits are bit-identical alone, in a batch with others, and with its
