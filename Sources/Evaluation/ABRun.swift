@@ -76,7 +76,7 @@ public final class ABRun: @unchecked Sendable {
                 }
             }
             let text = String(decoding: (try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
-            if let fingerprint {
+            if let fingerprint = fingerprint.map({ $0 + numericsSuffix(entry) }) {
                 arms.append(Arm(name: name, fingerprint: fingerprint, provenance: text, fingerprintSource: isBase ? "model" : "content",
                                 cacheable: true))
             } else {
@@ -89,6 +89,18 @@ public final class ABRun: @unchecked Sendable {
             }
         }
         return arms
+    }
+
+    /// The serving numerics of a `/v1/models` entry (Graft's `numerics`: bf16 activations, a bf16
+    /// KV cache) when any differs from f32, as a suffix of the arm's fingerprint: the same
+    /// weights served with other numerics answer differently, so they must not share cached
+    /// answers. Empty for the default f32 numerics (and servers that do not say), so caches made
+    /// before the field existed stay valid.
+    static func numericsSuffix(_ entry: [String: Any]) -> String {
+        guard let numerics = entry["numerics"] as? [String: Any] else { return "" }
+        let values = numerics.keys.sorted().map { ($0, "\(numerics[$0]!)") }
+        guard values.contains(where: { $0.1 != "f32" }) else { return "" }
+        return "+numerics:" + values.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
     }
 
     /// Runs `task` for every arm; returns the results per arm in (item, seed) order.

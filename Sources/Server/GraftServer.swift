@@ -191,13 +191,20 @@ public final class GraftServer: @unchecked Sendable {
 
     private var modelCard: JSON {
         .object([("id", .string(modelID)), ("object", .string("model")), ("created", .int(0)), ("owned_by", .string("graft")),
-                 ("root", .string(modelAlias)), ("max_model_len", .int(model.config.maxPositionEmbeddings))])
+                 ("root", .string(modelAlias)), ("max_model_len", .int(model.config.maxPositionEmbeddings)),
+                 ("numerics", numerics)])
     }
 
     private func variantCard(_ name: String) -> JSON {
         .object([("id", .string(name)), ("object", .string("model")), ("created", .int(registry[name]?.created ?? 0)),
                  ("owned_by", .string("graft")), ("root", .string(modelAlias)), ("parent", .string(modelID)),
-                 ("max_model_len", .int(model.config.maxPositionEmbeddings))])
+                 ("max_model_len", .int(model.config.maxPositionEmbeddings)), ("numerics", numerics)])
+    }
+
+    /// The serving options that change the numbers a model gives (not its weights): `graft eval`
+    /// keys its result cache by them beside the weights' fingerprint.
+    private var numerics: JSON {
+        .object([("activations", .string(model.activations.rawValue)), ("kv_cache_dtype", .string(model.kvCacheType.rawValue))])
     }
 
     private func models(_ exchange: Exchange) {

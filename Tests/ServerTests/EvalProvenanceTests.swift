@@ -87,4 +87,28 @@ import Testing
             try ABRun.resolveArms(["v"], client: try OpenAIClient(server: url, adminToken: "not-the-token"))
         }
     }
+
+    /// The same weights served with bf16 activations or a bf16 KV cache answer differently: the
+    /// model cards say so (`numerics`) and the arms' fingerprints, the cache's keys, differ from
+    /// the default server's (which stay the bare fingerprints, as the test above checks).
+    @Test func servingNumericsKeyTheCache() throws {
+        try helper.writeDelta("a.safetensors", scale: 0.5)
+        let s = try TestServer { [helper] in
+            $0.adminToken = VariantAPITests.token; $0.deltaDirectory = helper.deltaDir
+            $0.activations = .bf16; $0.kvCacheType = .bf16
+        }
+        defer { #expect(s.stop()) }
+        let bounds: [String: Any] = ["max_abs_value": "inf", "max_relative_norm": "inf"]
+        let v = try helper.admin(s, "POST", "/v1/variants", ["name": "v", "delta": "a.safetensors", "bounds": bounds])
+        #expect(v.status == 201, "\(v.text)")
+        let content = v.json["content_fingerprint"] as? String ?? ""
+        let modelFingerprint = try helper.admin(s, "GET", "/v1/variants").json["fingerprint"] as? String ?? ""
+        let client = try OpenAIClient(server: "http://127.0.0.1:\(s.port)", adminToken: VariantAPITests.token)
+        let cards = try client.models()
+        #expect(cards.allSatisfy { ($0["numerics"] as? [String: String]) == ["activations": "bf16", "kv_cache_dtype": "bf16"] }, "\(cards)")
+        let arms = try ABRun.resolveArms(["base", "v"], client: client)
+        let suffix = "+numerics:activations=bf16,kv_cache_dtype=bf16"
+        #expect(arms[0].fingerprint == modelFingerprint + suffix && arms[0].cacheable)
+        #expect(arms[1].fingerprint == content + suffix && arms[1].cacheable)
+    }
 }
