@@ -1411,6 +1411,8 @@ INLINE512 void vmix512(gk_dtype t, float *out, const float *sc, const char *valu
     }
 }
 
+INLINE256 void softmax_tail(float *sc, size_t n, float maxs);
+
 // sc[j] = the attention weights of q over the n keys (rows `stride` elements apart): scaled dot
 // products, softmax with the max subtracted, divided by the sum. `tmp`: hd floats.
 INLINE256 void scores256_t(gk_dtype t, const float *q, const char *keys, size_t stride, size_t n, size_t hd, float scale,
@@ -1446,8 +1448,14 @@ INLINE256 void scores256_t(gk_dtype t, const float *q, const char *keys, size_t 
         sc[j] = dot256(q, kvrow(t, keys + j * rs, hd, tmp), hd) * scale;
         maxs = sc[j] >= maxs ? sc[j] : maxs;
     }
+    softmax_tail(sc, n, maxs);
+}
+
+// The softmax of n scaled scores whose largest is maxs, in place: expf(sc[j] - maxs), their sum
+// in order, each divided by it.
+INLINE256 void softmax_tail(float *sc, size_t n, float maxs) {
     float sum = 0;
-    j = 0;
+    size_t j = 0;
     if (detect_level() >= GK_LEVEL_AVX512 && expf8_matches_libm()) j = exp_shifted512(sc, n, maxs);
     for (; j < n; j++) sc[j] = expf(sc[j] - maxs);
     for (j = 0; j < n; j++) sum += sc[j];
@@ -1495,6 +1503,98 @@ ATTEND(attend256_bf16, T256, GK_BF16, uint16_t, vmix256)
 ATTEND(attend512, T512, GK_F32, float, vmix512)
 ATTEND(attend512_bf16, T512, GK_BF16, uint16_t, vmix512)
 
+// Grouped-query attention: G ≤ 4 query heads (queries hd floats apart, outputs too, weights n
+// floats apart) over one key/value head, each row of keys and values loaded once for all G.
+// Every head's operations are attend512's: per key the lane-wise FMAs over the head dimension
+// in order and dot256's final sum (hsum256's pairs, as the eight-key reduction), times scale;
+// the max in key order; softmax_tail; per value element the FMAs from zero in key order. So each
+// head's results are attend512's bit for bit. Needs hd a multiple of 64.
+// The 8-lane sums of four keys' accumulators with hsum256's pairs ((l, l+4), then (l, l+2),
+// then (l, l+1)), the four reduced together as scores256_t reduces eight.
+INLINE512 void group_sums4(const __m256 a[4], float v[4]) {
+    __m256 s4a = _mm256_add_ps(_mm256_permute2f128_ps(a[0], a[1], 0x20), _mm256_permute2f128_ps(a[0], a[1], 0x31));
+    __m256 s4b = _mm256_add_ps(_mm256_permute2f128_ps(a[2], a[3], 0x20), _mm256_permute2f128_ps(a[2], a[3], 0x31));
+    __m256 s2 = _mm256_add_ps(_mm256_shuffle_ps(s4a, s4b, 0x44), _mm256_shuffle_ps(s4a, s4b, 0xEE));
+    __m256 d = _mm256_add_ps(_mm256_shuffle_ps(s2, s2, 0x88), _mm256_shuffle_ps(s2, s2, 0xDD));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, d);   // keys 0, 2 in lanes 0, 1; keys 1, 3 in lanes 4, 5
+    v[0] = lanes[0], v[1] = lanes[4], v[2] = lanes[1], v[3] = lanes[5];
+}
+
+#ifndef GK_ATT_AHEAD
+#define GK_ATT_AHEAD 16
+#endif
+INLINE512 void attend_group512(gk_dtype t, int G, float *out, const float *q, const char *keys, const char *values,
+                               size_t stride, size_t n, size_t hd, float scale, float *sc, const char *nk,
+                               const char *nv, size_t nb) {
+    const size_t es = esize(t), rs = stride * es, nl = nk ? nb / 64 : 0;
+    float maxs[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    size_t j = 0, pk = 0, pv = 0; // lines of nk and nv requested so far
+    // Four keys at a time (then one): G × 4 accumulators, the four keys' rows loaded once.
+#define GROUP_KEYS(NK)                                                                             \
+    do {                                                                                           \
+        __m256 a[4][4];                                                                            \
+        for (int h = 0; h < G; h++) for (int i = 0; i < (NK); i++) a[h][i] = _mm256_setzero_ps();   \
+        const char *k0 = keys + j * rs;                                                            \
+        for (int i = 0; i < (NK); i++)                                                             \
+            for (size_t l = 0; l < hd * es; l += 64) _mm_prefetch(k0 + (GK_ATT_AHEAD + i) * rs + l, _MM_HINT_T0); \
+        for (; pk < nl * (j + (NK)) / n; pk++) _mm_prefetch(nk + 64 * pk, _MM_HINT_T2);            \
+        for (size_t k = 0; k < hd; k += 8) {                                                       \
+            __m256 kv[4];                                                                          \
+            for (int i = 0; i < (NK); i++) kv[i] = ld256(t, k0 + i * rs + k * es);                 \
+            for (int h = 0; h < G; h++) {                                                          \
+                __m256 qv = _mm256_loadu_ps(q + h * hd + k);                                       \
+                for (int i = 0; i < (NK); i++) a[h][i] = _mm256_fmadd_ps(qv, kv[i], a[h][i]);      \
+            }                                                                                      \
+        }                                                                                          \
+        for (int h = 0; h < G; h++) {                                                              \
+            float v[4];                                                                            \
+            if ((NK) == 4) group_sums4(a[h], v);                                                   \
+            else v[0] = hsum256(a[h][0]);                                                          \
+            for (int i = 0; i < (NK); i++) {                                                       \
+                v[i] *= scale;                                                                     \
+                sc[h * n + j + i] = v[i];                                                          \
+                maxs[h] = v[i] >= maxs[h] ? v[i] : maxs[h];                                        \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+    for (; j + 4 <= n; j += 4) GROUP_KEYS(4);
+    for (; j < n; j++) GROUP_KEYS(1);
+#undef GROUP_KEYS
+    for (int h = 0; h < G; h++) softmax_tail(sc + h * n, n, maxs[h]);
+    // The values' weighted sums, 64 elements of every head at a time.
+    for (size_t k0 = 0; k0 < hd; k0 += 64) {
+        __m512 o[4][4];
+        for (int h = 0; h < G; h++) for (int i = 0; i < 4; i++) o[h][i] = _mm512_setzero_ps();
+        for (j = 0; j < n; j++) {
+            const char *v = values + j * rs + k0 * es;
+            for (size_t l = 0; l < 64 * es; l += 64) _mm_prefetch(v + GK_ATT_AHEAD * rs + l, _MM_HINT_T0);
+            for (; k0 == 0 && pv < nl * (j + 1) / n; pv++) _mm_prefetch(nv + 64 * pv, _MM_HINT_T2);
+            __m512 vv[4];
+            for (int i = 0; i < 4; i++) vv[i] = ld512(t, v + 16 * i * es, 0, 0);
+            for (int h = 0; h < G; h++) {
+                __m512 w = _mm512_set1_ps(sc[h * n + j]);
+                for (int i = 0; i < 4; i++) o[h][i] = _mm512_fmadd_ps(w, vv[i], o[h][i]);
+            }
+        }
+        for (int h = 0; h < G; h++) for (int i = 0; i < 4; i++) _mm512_storeu_ps(out + h * hd + k0 + 16 * i, o[h][i]);
+    }
+}
+
+#define ATTEND_GROUP(NAME, DT)                                                                      \
+    T512 static void NAME(int G, float *out, const float *q, const void *keys, const void *values, size_t stride, \
+                          size_t n, size_t hd, float scale, float *sc, const char *nk, const char *nv, size_t nb) { \
+        switch (G) {                                                                                 \
+        case 4: attend_group512(DT, 4, out, q, keys, values, stride, n, hd, scale, sc, nk, nv, nb); break; \
+        case 3: attend_group512(DT, 3, out, q, keys, values, stride, n, hd, scale, sc, nk, nv, nb); break; \
+        case 2: attend_group512(DT, 2, out, q, keys, values, stride, n, hd, scale, sc, nk, nv, nb); break; \
+        default: attend_group512(DT, 1, out, q, keys, values, stride, n, hd, scale, sc, nk, nv, nb); break; \
+        }                                                                                            \
+    }
+ATTEND_GROUP(attend_group512_f32, GK_F32)
+ATTEND_GROUP(attend_group512_bf16, GK_BF16)
+#undef ATTEND_GROUP
+
 static void attend_scalar(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores) {
     float maxs = -INFINITY;
@@ -1536,4 +1636,40 @@ void gk_attend_bf16(float *out, const float *q, const uint16_t *keys, const uint
     }
     attend_scalar(out, q, kw, vw, hd, n, hd, scale, scores);
     free(kw);
+}
+
+// g heads at a time through attend_group512 (groups of at most 4) where the kernels are AVX-512
+// and hd a multiple of 64, else one head at a time: the same bits either way.
+static void attend_group(gk_dtype t, float *out, const float *q, size_t g, const void *keys, const void *values,
+                         size_t stride, size_t n, size_t hd, float scale, float *scores, const void *next_keys,
+                         const void *next_values, size_t next_bytes) {
+    if (level() >= GK_LEVEL_AVX512 && hd % 64 == 0 && n > 0) {
+        for (size_t h = 0; h < g; h += 4) {
+            const int G = g - h < 4 ? (int)(g - h) : 4;
+            // The next job's rows, a share per pass.
+            const size_t passes = (g + 3) / 4, p = h / 4, b0 = next_bytes * p / passes, b1 = next_bytes * (p + 1) / passes;
+            const char *nk = next_keys ? (const char *)next_keys + b0 : NULL, *nv = next_values ? (const char *)next_values + b0 : NULL;
+            if (t == GK_BF16) attend_group512_bf16(G, out + h * hd, q + h * hd, keys, values, stride, n, hd, scale, scores + h * n, nk, nv, b1 - b0);
+            else attend_group512_f32(G, out + h * hd, q + h * hd, keys, values, stride, n, hd, scale, scores + h * n, nk, nv, b1 - b0);
+        }
+        return;
+    }
+    for (size_t h = 0; h < g; h++) {
+        if (t == GK_BF16)
+            gk_attend_bf16(out + h * hd, q + h * hd, keys, values, stride, n, hd, scale, scores + h * n);
+        else
+            gk_attend(out + h * hd, q + h * hd, keys, values, stride, n, hd, scale, scores + h * n);
+    }
+}
+
+void gk_attend_group(float *out, const float *q, size_t g, const float *keys, const float *values, size_t stride,
+                     size_t n, size_t hd, float scale, float *scores, const void *next_keys, const void *next_values,
+                     size_t next_bytes) {
+    attend_group(GK_F32, out, q, g, keys, values, stride, n, hd, scale, scores, next_keys, next_values, next_bytes);
+}
+
+void gk_attend_group_bf16(float *out, const float *q, size_t g, const uint16_t *keys, const uint16_t *values,
+                          size_t stride, size_t n, size_t hd, float scale, float *scores, const void *next_keys,
+                          const void *next_values, size_t next_bytes) {
+    attend_group(GK_BF16, out, q, g, keys, values, stride, n, hd, scale, scores, next_keys, next_values, next_bytes);
 }

@@ -88,9 +88,15 @@ public final class KVCache: @unchecked Sendable {
 
     /// Asks for one layer's filled keys and values to be brought into L2 (a hint: gk_prefetch_l2).
     @inline(__always) func prefetch(layer: Int) {
+        let (k, v, bytes) = filled(layer: layer)
+        prefetchL2(k, bytes: bytes)
+        prefetchL2(v, bytes: bytes)
+    }
+
+    /// One layer's filled keys and values: where each starts and their bytes (each).
+    @inline(__always) func filled(layer: Int) -> (keys: UnsafeRawPointer, values: UnsafeRawPointer, bytes: Int) {
         let offset = layer * capacity * kvDim * type.bytesPerElement
-        prefetchL2(keys + offset, bytes: filledBytesPerSide)
-        prefetchL2(values + offset, bytes: filledBytesPerSide)
+        return (UnsafeRawPointer(keys + offset), UnsafeRawPointer(values + offset), filledBytesPerSide)
     }
 
     /// Position 0 of a layer's keys (f32 cache).

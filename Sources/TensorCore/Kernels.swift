@@ -130,6 +130,30 @@ public func attend(_ out: UnsafeMutablePointer<Float>, query: UnsafePointer<Floa
     gk_attend(out, query, keys, values, stride, count, headDim, scale, scratch)
 }
 
+/// `attend` for `heads` query heads sharing one key/value head (grouped-query attention): head
+/// h's query at `query + h·headDim`, its output at `out + h·headDim`, its weights at
+/// `scratch + h·count` (`heads · count` floats). Each head's results equal `attend`'s bit for
+/// bit; the keys and values are read once for up to 4 heads (gk_attend_group). `next`: the key
+/// and value bytes the caller reads next, requested toward L2 meanwhile (a hint).
+@inline(__always)
+public func attendGroup(_ out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
+                        values: UnsafePointer<Float>, stride: Int, count: Int, headDim: Int, scale: Float,
+                        scratch: UnsafeMutablePointer<Float>,
+                        next: (keys: UnsafeRawPointer, values: UnsafeRawPointer, bytes: Int)? = nil) {
+    gk_attend_group(out, queries, heads, keys, values, stride, count, headDim, scale, scratch,
+                    next?.keys, next?.values, next?.bytes ?? 0)
+}
+
+/// `attendGroup` over a bf16 cache (as `attendBF16`).
+@inline(__always)
+public func attendGroupBF16(_ out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<UInt16>,
+                            values: UnsafePointer<UInt16>, stride: Int, count: Int, headDim: Int, scale: Float,
+                            scratch: UnsafeMutablePointer<Float>,
+                            next: (keys: UnsafeRawPointer, values: UnsafeRawPointer, bytes: Int)? = nil) {
+    gk_attend_group_bf16(out, queries, heads, keys, values, stride, count, headDim, scale, scratch,
+                         next?.keys, next?.values, next?.bytes ?? 0)
+}
+
 /// Asks for `bytes` from `p` to be brought into L2 (software prefetch; a hint, nothing is read).
 @inline(__always)
 public func prefetchL2(_ p: UnsafeRawPointer, bytes: Int) {

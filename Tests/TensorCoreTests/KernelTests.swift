@@ -366,6 +366,49 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         }
     }
 
+    /// Grouped-query attention gives every head `attend`'s (or `attendBF16`'s) outputs and
+    /// weights bit for bit, for groups of 1-7 heads (passes of up to 4), head sizes that take the
+    /// grouped kernel (multiples of 64) and others, and key counts with and without a remainder
+    /// of the four-key loop, on every ISA.
+    @Test func groupedAttentionEqualsAttentionPerHead() {
+        defer { forceKernels(nil) }
+        for isa in ["scalar", "avx2", "avx512"] where forceKernels(isa) {
+            for (hd, n, g) in [(64, 1, 3), (64, 7, 3), (64, 8, 1), (64, 61, 7), (128, 33, 4), (128, 5, 2), (48, 9, 3), (64, 130, 5)] {
+                let stride = hd * 2 + 4
+                let keysF: [Float] = (0..<(n * stride)).map { i in Float((i * 53) % 97) / 13 - 3.5 + Float(i % 7) * 1e-3 }
+                let valuesF: [Float] = (0..<(n * stride)).map { i in Float((i * 29) % 61) / 17 - 1.7 + Float(i % 5) * 1e-3 }
+                var keysB = [UInt16](repeating: 0, count: keysF.count), valuesB = keysB
+                roundToBF16(&keysB, keysF, count: keysF.count)
+                roundToBF16(&valuesB, valuesF, count: valuesF.count)
+                let q: [Float] = (0..<(g * hd)).map { Float(($0 * 11) % 19) / 5 - 1.9 + Float($0 % 3) * 1e-3 }
+                let scale = 1 / Float(hd).squareRoot()
+                for bf16 in [false, true] {
+                    var got = [Float](repeating: .nan, count: g * hd), gotWeights = [Float](repeating: .nan, count: g * n)
+                    q.withUnsafeBufferPointer { qp in
+                        if bf16 {
+                            attendGroupBF16(&got, queries: qp.baseAddress!, heads: g, keys: keysB, values: valuesB, stride: stride,
+                                            count: n, headDim: hd, scale: scale, scratch: &gotWeights)
+                        } else {
+                            attendGroup(&got, queries: qp.baseAddress!, heads: g, keys: keysF, values: valuesF, stride: stride,
+                                        count: n, headDim: hd, scale: scale, scratch: &gotWeights)
+                        }
+                    }
+                    for h in 0..<g {
+                        var want = [Float](repeating: .nan, count: hd), wantWeights = [Float](repeating: 0, count: n)
+                        let qh = Array(q[(h * hd)..<((h + 1) * hd)])
+                        if bf16 {
+                            attendBF16(&want, query: qh, keys: keysB, values: valuesB, stride: stride, count: n, headDim: hd, scale: scale, scratch: &wantWeights)
+                        } else {
+                            attend(&want, query: qh, keys: keysF, values: valuesF, stride: stride, count: n, headDim: hd, scale: scale, scratch: &wantWeights)
+                        }
+                        #expect(got[(h * hd)..<((h + 1) * hd)].map(\.bitPattern) == want.map(\.bitPattern), "\(isa) bf16 \(bf16) hd \(hd) n \(n) g \(g) head \(h)")
+                        #expect(gotWeights[(h * n)..<((h + 1) * n)].map(\.bitPattern) == wantWeights.map(\.bitPattern), "weights, \(isa) bf16 \(bf16) hd \(hd) n \(n) g \(g) head \(h)")
+                    }
+                }
+            }
+        }
+    }
+
     /// f32 → bf16 rounds to nearest with ties to even, as PyTorch does (values from
     /// `torch.tensor(x).to(torch.bfloat16)`, torch 2.13.0): overflow to ±inf, NaN stays NaN.
     @Test func bf16RoundingIsToNearestEven() {

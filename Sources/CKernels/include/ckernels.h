@@ -125,6 +125,19 @@ int gk_pool_in_task(void);
 void gk_attend(float *out, const float *q, const float *keys, const float *values, size_t stride,
                size_t n, size_t hd, float scale, float *scores);
 
+/// gk_attend for g query heads sharing one key/value head (grouped-query attention): head h's
+/// query at q + h·hd, its output at out + h·hd and its weights at scores + h·n; each head's
+/// results are gk_attend's bit for bit, with each key and value row read once for up to 4 heads.
+/// `next_keys`, `next_values` (NULL: none): next_bytes of each the caller reads next (the next
+/// job's cache rows), requested into L2 over the keys' and values' loops; a hint only.
+void gk_attend_group(float *out, const float *q, size_t g, const float *keys, const float *values, size_t stride,
+                     size_t n, size_t hd, float scale, float *scores, const void *next_keys, const void *next_values,
+                     size_t next_bytes);
+/// gk_attend_group over a bf16 cache (as gk_attend_bf16).
+void gk_attend_group_bf16(float *out, const float *q, size_t g, const uint16_t *keys, const uint16_t *values,
+                          size_t stride, size_t n, size_t hd, float scale, float *scores, const void *next_keys,
+                          const void *next_values, size_t next_bytes);
+
 /// gk_attend over a bf16 cache: keys and values bf16, widened exactly in registers; the result
 /// is gk_attend's over f32 rows holding the widened values, bit for bit.
 void gk_attend_bf16(float *out, const float *q, const uint16_t *keys, const uint16_t *values, size_t stride,
