@@ -963,11 +963,12 @@ static void bx_scalar(float *out, size_t ldo, const uint16_t *x, size_t ldx, con
             for (size_t c = 0; c < cols; c += 32)
                 for (int l = 0; l < 16; l++)
                     for (int half = 1; half >= 0; half--) { // the odd column first
+                        // Columns past the end are +0 (acc + 0·0: a -0 accumulator becomes +0).
                         size_t k = c + 2 * (size_t)l + (size_t)half;
-                        if (k >= cols) continue;            // a zero product: acc + 0·0 = acc
-                        uint32_t xu = (uint32_t)xr[k] << 16;
-                        float xv; memcpy(&xv, &xu, 4);
-                        acc[l] = bx_flush(fmaf(bx_flush(bf16_at(row, k)), bx_flush(xv), acc[l]));
+                        uint32_t xu = k < cols ? (uint32_t)xr[k] << 16 : 0;
+                        float xv, wv = k < cols ? bf16_at(row, k) : 0.0f;
+                        memcpy(&xv, &xu, 4);
+                        acc[l] = bx_flush(fmaf(bx_flush(wv), bx_flush(xv), acc[l]));
                     }
             for (int h = 8; h >= 1; h /= 2)
                 for (int l = 0; l < h; l++) acc[l] = acc[l] + acc[l + h];

@@ -23,8 +23,6 @@ public func matmul(_ out: UnsafeMutablePointer<Float>, ldo: Int,
         matmulBF16(out, ldo: ldo, xb, ldx: w.cols, n: n, w, pool: pool, next: next)
         return
     }
-    // Chunks of whole 16-row blocks keep the tiles full; tiny matrices run on one thread.
-    let work = w.rows * w.cols * max(n, 1)
     let level = gk_current_level()   // the submitting thread's kernels, also on the workers
     let t = w.kernelType
     // `next`: the matrix the caller multiplies by next. Each chunk is told the same share of its
@@ -33,7 +31,13 @@ public func matmul(_ out: UnsafeMutablePointer<Float>, ldo: Int,
         let (hint, hintBytes) = nextShare(next, of: w, rows: rows)
         gk_matmul_next(level, t, out, ldo, x, ldx, w.base, w.cols, n, rows.lowerBound, rows.upperBound, hint, hintBytes)
     }
-    if work < 1 << 16 || pool.threads == 1 {
+    forRowChunks(of: w, n: n, pool: pool, run)
+}
+
+/// run(rows) over all of w's rows: on the pool in chunks of whole 16-row blocks (full tiles), or
+/// at once on this thread when the product is tiny.
+private func forRowChunks(of w: WeightMatrix, n: Int, pool: WorkerPool, _ run: (Range<Int>) -> Void) {
+    if w.rows * w.cols * n < 1 << 16 || pool.threads == 1 {
         run(0..<w.rows)
         return
     }
@@ -63,11 +67,7 @@ public func matmulBF16(_ out: UnsafeMutablePointer<Float>, ldo: Int,
         let (hint, hintBytes) = nextShare(next, of: w, rows: rows)
         gk_matmul_bf16x(path, out, ldo, xb, ldx, w.base, w.cols, n, rows.lowerBound, rows.upperBound, hint, hintBytes)
     }
-    if w.rows * w.cols * n < 1 << 16 || pool.threads == 1 {
-        run(0..<w.rows)
-        return
-    }
-    pool.parallelFor(w.rows, granularity: 16) { range in run(range) }
+    forRowChunks(of: w, n: n, pool: pool, run)
 }
 
 /// How `matmul` computes with `activations: .bf16` on the calling thread: "dpbf16" (the

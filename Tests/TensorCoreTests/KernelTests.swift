@@ -123,18 +123,23 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
             default: return (r & 0x8000) | (0x3B00 + r % 0x900)   // about 2^-9 .. 2^9
             }
         }
-        // The last: activations past GK_BX_X_L1 (36 KB), so rows in strips (of 32 rows here).
-        for (rows, cols, n) in [(1, 1, 1), (5, 31, 3), (6, 33, 5), (9, 64, 4), (13, 100, 9), (17, 577, 16), (33, 1500, 6), (70, 2000, 9)] {
-            let w = (0..<(rows * cols)).map { _ in nextBits() }
-            let x = (0..<(n * cols)).map { _ in nextBits() }
+        // (70, 2000, 9): activations past GK_BX_X_L1 (36 KB), so rows in strips (of 32 rows here).
+        // The last: every product -2^-127, flushed to -0, so every lane holds -0 after the first
+        // chunk; the second chunk's padding (+0 · +0) turns lanes 1-15 into +0 and the sum is +0.
+        for (rows, cols, n) in [(1, 1, 1), (5, 31, 3), (6, 33, 5), (9, 64, 4), (13, 100, 9), (17, 577, 16), (33, 1500, 6), (70, 2000, 9), (2, 34, 2)] {
+            let underflow = cols == 34
+            let w = (0..<(rows * cols)).map { _ in underflow ? UInt16(0x0080) : nextBits() }   // 2^-126
+            let x = (0..<(n * cols)).map { _ in underflow ? UInt16(0xBF00) : nextBits() }      // -0.5
             var want = [Float](repeating: 0, count: n * rows)
             for t in 0..<n {
                 for r in 0..<rows {
                     var acc = [Float](repeating: 0, count: 16)
                     for c in stride(from: 0, to: cols, by: 32) {
                         for l in 0..<16 {
-                            for k in [c + 2 * l + 1, c + 2 * l] where k < cols {
-                                let p = flush(bf16ToFloat(w[r * cols + k])), q = flush(bf16ToFloat(x[t * cols + k]))
+                            for k in [c + 2 * l + 1, c + 2 * l] {
+                                // Past the end: +0 · +0 (which turns a -0 accumulator into +0).
+                                let p = k < cols ? flush(bf16ToFloat(w[r * cols + k])) : 0
+                                let q = k < cols ? flush(bf16ToFloat(x[t * cols + k])) : 0
                                 acc[l] = flush(acc[l].addingProduct(p, q))
                             }
                         }
@@ -152,6 +157,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
                         let m = WeightMatrix(dtype: .bf16, rows: rows, cols: cols, base: wb.baseAddress!)
                         matmulBF16(&out, ldo: rows, x, ldx: cols, n: n, m, pool: WorkerPool(threads: threads))
                     }
+                    if underflow { #expect(want.allSatisfy { $0.bitPattern == 0 }, "the definition gives +0") }
                     let same = zip(out, want).allSatisfy { $0.bitPattern == $1.bitPattern }
                     #expect(same, "\(path) \(rows)×\(cols) n=\(n), \(threads) threads: \(zip(out, want).filter { $0.bitPattern != $1.bitPattern }.prefix(3))")
                 }
