@@ -135,13 +135,15 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--prompt", default="Write a short story about a robot who learns to paint. Once upon a time,")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--activations", choices=["f32", "bf16"], default="f32",
+                    help="serve --activations (and the engine-alone measurement's)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     host = "127.0.0.1"
     url = f"http://{host}:{args.port}"
     cmd = [args.graft, "serve", "--model", args.model, "--host", host, "--port", str(args.port),
-           "--max-batch", str(max(levels)), "--quiet"]
+           "--max-batch", str(max(levels)), "--quiet", "--activations", args.activations]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
@@ -158,7 +160,8 @@ def main():
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    engine_cmd = [args.graft, "serve", "--model", args.model, "--engine-benchmark", ",".join(map(str, levels))]
+    engine_cmd = [args.graft, "serve", "--model", args.model, "--engine-benchmark", ",".join(map(str, levels)),
+                  "--activations", args.activations]
     if args.threads:
         engine_cmd += ["--threads", str(args.threads)]
     alone = json.loads(subprocess.check_output(engine_cmd, stderr=subprocess.DEVNULL))

@@ -55,7 +55,7 @@ struct ServeCommand: ParsableCommand {
         if let sizes = engineBenchmark {
             var figures: [String] = []
             for size in sizes.split(separator: ",").compactMap({ Int($0) }) {
-                let tps = try measureBatchedDecode(modelDirectory: model, threads: threads, batch: size)
+                let tps = try measureBatchedDecode(modelDirectory: model, threads: threads, batch: size, activations: activations)
                 figures.append("\"\(size)\": \(String(format: "%.1f", tps))")
             }
             print("{" + figures.joined(separator: ", ") + "}")
