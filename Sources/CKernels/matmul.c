@@ -1164,9 +1164,8 @@ void gk_widen(gk_dtype t, float *dst, const void *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = elem(t, src, i);
 }
 
-// Round to nearest, ties to even, as PyTorch's float → bfloat16 (c10::round_to_nearest_even):
-// finite values that round past the largest bf16 become ±inf; NaN stays a (quiet) NaN.
-// The same rounding 16 values at a time (integer operations: the same bits).
+// gk_round_bf16's rounding 16 values at a time (integer operations: the same bits); returns
+// how many it did (whole groups of 16).
 T512 static size_t round_bf16_512(uint16_t *dst, const float *src, size_t n) {
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -1181,6 +1180,8 @@ T512 static size_t round_bf16_512(uint16_t *dst, const float *src, size_t n) {
     return i;
 }
 
+// Round to nearest, ties to even, as PyTorch's float → bfloat16 (c10::round_to_nearest_even):
+// finite values that round past the largest bf16 become ±inf; NaN stays a (quiet) NaN.
 void gk_round_bf16(uint16_t *dst, const float *src, size_t n) {
     size_t i0 = detect_level() >= GK_LEVEL_AVX512 ? round_bf16_512(dst, src, n) : 0;
     for (size_t i = i0; i < n; i++) {
@@ -1504,12 +1505,6 @@ ATTEND(attend256_bf16, T256, GK_BF16, uint16_t, vmix256)
 ATTEND(attend512, T512, GK_F32, float, vmix512)
 ATTEND(attend512_bf16, T512, GK_BF16, uint16_t, vmix512)
 
-// Grouped-query attention: G ≤ 4 query heads (queries hd floats apart, outputs too, weights n
-// floats apart) over one key/value head, each row of keys and values loaded once for all G.
-// Every head's operations are attend512's: per key the lane-wise FMAs over the head dimension
-// in order and dot256's final sum (hsum256's pairs, as the eight-key reduction), times scale;
-// the max in key order; softmax_tail; per value element the FMAs from zero in key order. So each
-// head's results are attend512's bit for bit. Needs hd a multiple of 64.
 // The 8-lane sums of four keys' accumulators with hsum256's pairs ((l, l+4), then (l, l+2),
 // then (l, l+1)), the four reduced together as scores256_t reduces eight.
 INLINE512 void group_sums4(const __m256 a[4], float v[4]) {
@@ -1525,6 +1520,14 @@ INLINE512 void group_sums4(const __m256 a[4], float v[4]) {
 #ifndef GK_ATT_AHEAD
 #define GK_ATT_AHEAD 16
 #endif
+// Grouped-query attention: G ≤ 4 query heads (queries hd floats apart, outputs too, weights n
+// floats apart) over one key/value head, each row of keys and values loaded once for all G, the
+// rows GK_ATT_AHEAD on requested into L1 and the nb bytes at nk and nv (the next job's) spread
+// into L2 over the loops. Every head's operations are attend512's: per key the lane-wise FMAs
+// over the head dimension in order and dot256's final sum (hsum256's pairs, as the eight-key
+// reduction), times scale; the max in key order; softmax_tail; per value element the FMAs from
+// zero in key order. So each head's results are attend512's bit for bit. Needs hd a multiple of
+// 64.
 INLINE512 void attend_group512(gk_dtype t, int G, float *out, const float *q, const char *keys, const char *values,
                                size_t stride, size_t n, size_t hd, float scale, float *sc, const char *nk,
                                const char *nv, size_t nb) {

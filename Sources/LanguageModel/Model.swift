@@ -378,8 +378,9 @@ public final class Model: @unchecked Sendable {
 
     /// A step asks for each layer's cached keys and values ahead of its attention (into L2,
     /// during the q/k/v projections) when all of its sequences' take at most this many bytes per
-    /// layer; more would push the streaming weights out of L2 (and a larger batch's attention is
-    /// bound by reading its caches, which no prefetch sped up).
+    /// layer; more would push the streaming weights out of L2. Asked for all at once, a larger
+    /// batch's caches stalled q as long as they saved attention (SmolLM2, batch 16); there each
+    /// attention job asks for the next row's share while it runs instead (attendGroup's `next`).
     public static let kvPrefetchBytes = 256 << 10
 
     /// body(range) over [0, rows), on the pool when the step has enough rows.
