@@ -13,7 +13,11 @@ static inline double gk_fma_loop_clock(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-#define FMA_PEAK(NAME, TARGET, VEC, SET1, FMADD, ADD, LANES, REG)                                   \
+// FMADD(a, acc, b) is one instruction doing FLOPS floating-point operations per lane of VEC (2
+// for an FMA); FMA_PEAK is the FMA form.
+#define FMA_PEAK(NAME, TARGET, VEC, SET1, FMADD, ADD, LANES, REG) \
+    FMA_PEAK_OPS(NAME, TARGET, VEC, SET1, FMADD, ADD, LANES, REG, 2)
+#define FMA_PEAK_OPS(NAME, TARGET, VEC, SET1, FMADD, ADD, LANES, REG, FLOPS)                        \
     __attribute__((target(TARGET), noinline)) static double NAME(void) {                            \
         VEC acc[12];                                                                                \
         for (int i = 0; i < 12; i++) acc[i] = SET1((float)i);                                       \
@@ -30,5 +34,5 @@ static inline double gk_fma_loop_clock(void) {
         memcpy(sink, &acc[0], sizeof sink);                                                         \
         volatile float keep = sink[0];                                                              \
         (void)keep;                                                                                 \
-        return 2.0 * LANES * 12 * iters / t / 1e9;                                                  \
+        return (double)(FLOPS) * LANES * 12 * iters / t / 1e9;                                      \
     }
