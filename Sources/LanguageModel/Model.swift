@@ -79,8 +79,8 @@ public final class Model: @unchecked Sendable {
         if weights.layers.first?.q.dtype != .bf16 {
             return "--activations bf16 changes only products with bf16 weights; this model's are \(weights.layers.first?.q.dtype.rawValue ?? "absent")"
         }
-        if bf16ActivationPath != "dpbf16" {
-            return "this CPU lacks AVX-512 BF16: bf16 activations are emulated (\(bf16ActivationPath)), slower than f32"
+        if bf16ActivationPath != .dpbf16 {
+            return "this CPU lacks AVX-512 BF16: bf16 activations are emulated (\(bf16ActivationPath.rawValue)), slower than f32"
         }
         return nil
     }

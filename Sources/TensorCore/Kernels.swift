@@ -70,13 +70,20 @@ public func matmulBF16(_ out: UnsafeMutablePointer<Float>, ldo: Int,
     forRowChunks(of: w, n: n, pool: pool, run)
 }
 
-/// How `matmul` computes with `activations: .bf16` on the calling thread: "dpbf16" (the
-/// instruction), "avx512-emulated" or "scalar-emulated".
-public var bf16ActivationPath: String {
+/// How `matmul` computes with `activations: .bf16` (gk_bf16x_path): with the instruction, or
+/// emulating it in AVX-512 or in scalar code. The raw values are the names the CLI prints.
+public enum BF16ActivationPath: String, Sendable {
+    case dpbf16
+    case avx512Emulated = "avx512-emulated"
+    case scalarEmulated = "scalar-emulated"
+}
+
+/// The path `matmul` takes with `activations: .bf16` on the calling thread.
+public var bf16ActivationPath: BF16ActivationPath {
     switch gk_bf16x_path(gk_current_level()) {
-    case Int32(GK_BF16X_DPBF16): "dpbf16"
-    case Int32(GK_BF16X_AVX512): "avx512-emulated"
-    default: "scalar-emulated"
+    case Int32(GK_BF16X_DPBF16): .dpbf16
+    case Int32(GK_BF16X_AVX512): .avx512Emulated
+    default: .scalarEmulated
     }
 }
 

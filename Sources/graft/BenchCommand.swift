@@ -48,7 +48,7 @@ struct BenchCommand: ParsableCommand {
         }
         guard context >= 1 else { throw ValidationError("--context must be at least 1") }
         print("graft bench — \(model)")
-        print("cpu kernels: \(SystemInfo.kernelName); bf16-activation products: \(bf16ActivationPath); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
+        print("cpu kernels: \(SystemInfo.kernelName); bf16-activation products: \(bf16ActivationPath.rawValue); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
         var records: [[String: Any]] = []
         // Open to first token: mmap only, nothing copied. The first pass may read the weights
         // from disk; the later ones have a warm page cache (their median is the figure).
@@ -96,7 +96,7 @@ struct BenchCommand: ParsableCommand {
                     print("\n== weights \(wdtype): --activations bf16 applies to bf16 weights only; skipped")
                     continue
                 }
-                let actLabel = act == .f32 ? "" : ", activations bf16 (\(bf16ActivationPath))"
+                let actLabel = act == .f32 ? "" : ", activations bf16 (\(bf16ActivationPath.rawValue))"
                 // The probe reads as many bytes as a decode step (up to 1 GiB), so both meet the
                 // same caches; its read patterns (several prefetching streams, as the decode
                 // kernel reads) are what keep decode from "beating" its bound, as it did a

@@ -18,7 +18,7 @@ struct SysInfo: ParsableCommand {
         let f = SystemInfo.cpuFeatures
         print("openblas core: \(SystemInfo.openBLASCoreName)")
         print("graft kernels: \(SystemInfo.kernelName)")
-        print("bf16 activations (--activations bf16): \(bf16ActivationPath)")
+        print("bf16 activations (--activations bf16): \(bf16ActivationPath.rawValue)")
         print("cpu: avx2+fma=\(f.avx2_fma) avx512=\(f.avx512f) avx512bf16=\(f.avx512bf16) f16c=\(f.f16c)")
     }
 }

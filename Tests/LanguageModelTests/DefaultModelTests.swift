@@ -47,7 +47,7 @@ private struct GreedyFixture: Decodable {
     /// difference, summed over the prompts, at least theirs.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: defaultModelDirectory + "/model.safetensors"),
                    "default model not provisioned (run tools/provision)"),
-          .enabled(if: bf16ActivationPath != "scalar-emulated",
+          .enabled(if: bf16ActivationPath != .scalarEmulated,
                    "no AVX-512: bf16 activations run in scalar code, minutes for this test (KernelTests check that code)"))
     func bf16ActivationsPartNoSoonerThanTransformersBF16() throws {
         let (fixture, produced) = try greedyContinuations(activations: .bf16)

@@ -150,7 +150,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
             }
             for (isa, emulate) in [("avx512", false), ("avx512", true), ("avx2", false), ("scalar", false)] where forceKernels(isa) {
                 forceBF16ActivationEmulation(emulate)
-                let path = bf16ActivationPath
+                let path = bf16ActivationPath.rawValue
                 for threads in [1, 2] {
                     var out = [Float](repeating: .nan, count: n * rows)
                     w.withUnsafeBytes { wb in
@@ -180,7 +180,7 @@ private func makeWeights(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> 
         roundToBF16(&xb, x, count: x.count)
         for (isa, emulate) in [("avx512", false), ("avx512", true), ("scalar", false)] where forceKernels(isa) {
             forceBF16ActivationEmulation(emulate)
-            let path = bf16ActivationPath
+            let path = bf16ActivationPath.rawValue
             func run(_ tokens: Range<Int>, threads: Int) -> [Float] {
                 var out = [Float](repeating: 0, count: tokens.count * rows)
                 bytes.withUnsafeBytes { w in
