@@ -34,18 +34,8 @@ struct BenchCommand: ParsableCommand {
         let threadCounts = try list(threads, "--threads")
         let prefillLengths = try list(prefill, "--prefill")
         let batchSizes = try list(batches, "--batches")
-        let kvTypes = try kvCacheDtypes.split(separator: ",").map { name in
-            guard let t = KVCacheType(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--kv-cache-dtypes takes f32 and/or bf16")
-            }
-            return t
-        }
-        let activationTypes = try activations.split(separator: ",").map { name in
-            guard let a = ActivationType(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--activations takes f32 and/or bf16")
-            }
-            return a
-        }
+        let kvTypes = try names(kvCacheDtypes, "--kv-cache-dtypes", as: KVCacheType.self)
+        let activationTypes = try names(activations, "--activations", as: ActivationType.self)
         guard context >= 1 else { throw ValidationError("--context must be at least 1") }
         print("graft bench — \(model)")
         print("cpu kernels: \(SystemInfo.kernelName); bf16-activation products: \(bf16ActivationPath.rawValue); OpenBLAS core: \(SystemInfo.openBLASCoreName); cores: \(ProcessInfo.processInfo.activeProcessorCount)")
@@ -85,8 +75,7 @@ struct BenchCommand: ParsableCommand {
             } else if dtype != "stored" {
                 throw ValidationError("--dtypes takes 'stored' and/or 'f32'")
             }
-            for t in threadCounts {
-              for act in activationTypes {
+            for (t, act) in threadCounts.flatMap({ t in activationTypes.map { (t, $0) } }) {
                 let m = try Model.load(directory: dir, pool: WorkerPool(threads: t), activations: act)
                 let weightBytes = Double(m.weights.bytesPerStep)
                 let wdtype = m.weights.embed.dtype.rawValue
@@ -210,7 +199,6 @@ struct BenchCommand: ParsableCommand {
                                         "paired_batch1_ms_per_step": singleTimes.isEmpty ? NSNull() : Probes.median(singleTimes) / Double(steps) * 1e3 as Any])
                     }
                 }
-              }
             }
         }
         if let json {
@@ -218,6 +206,17 @@ struct BenchCommand: ParsableCommand {
                                       "repeats": repeats, "steps": steps, "results": records]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// The comma-separated values of an option whose values are an enum's raw values.
+    private func names<T: RawRepresentable & CaseIterable>(_ s: String, _ flag: String, as: T.Type) throws -> [T]
+        where T.RawValue == String {
+        try s.split(separator: ",").map { name in
+            guard let v = T(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(flag) takes \(T.allCases.map(\.rawValue).joined(separator: " and/or "))")
+            }
+            return v
         }
     }
 
